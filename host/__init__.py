@@ -1,0 +1,3 @@
+"""audiohost: a render host beside the DAW, on AudioLDM."""
+
+__version__ = "0.1.0"
