@@ -1,0 +1,390 @@
+"""Presets: named recipes for a render (prompt, sampler settings, finishing chain, delivery).
+
+A preset is one TOML file; its name is the file stem. The host ships built-ins in the repo's
+``presets/`` folder and a project may add or replace presets in ``<project>/presets/``.
+
+Every problem with a file becomes one :class:`~host.errors.InputError` naming the file and the
+field, e.g. ``presets/whoosh-fast.toml strength: must be between 0 and 1, got 1.5``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from host.config.schema import DeliveryOverrides, Effect
+from host.errors import InputError
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
+
+PresetKind = Literal["foley", "restyle", "inpaint"]
+KINDS: tuple[str, ...] = ("foley", "restyle", "inpaint")
+
+SEED_MAX = 2**32 - 1
+
+# The fields a cue or a sidecar may change; ``kind`` and ``description`` belong to the preset.
+OVERRIDABLE = (
+    "prompt",
+    "negative_prompt",
+    "duration",
+    "steps",
+    "guidance",
+    "seed",
+    "takes",
+    "strength",
+    "scheduler",
+    "chain",
+    "delivery",
+)
+
+
+# --------------------------------------------------------------------------- error helpers
+# Shared by host.config.project and host.intake.drops: turn file and validation problems
+# into one-line InputErrors.
+
+
+def display_path(path: Path | str) -> str:
+    """A path as the user should see it: relative to the working folder when inside it."""
+    p = Path(path)
+    try:
+        if p.is_absolute():
+            rel = p.relative_to(Path.cwd())
+            return str(rel) if str(rel) != "." else str(p)
+    except ValueError:
+        pass
+    return str(p)
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """``("chain", 0, "plugin")`` -> ``chain[0].plugin``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def show_value(value: Any) -> str:
+    if isinstance(value, bool):  # as TOML spells it
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(value)
+
+
+def _reason(err: dict[str, Any], known: Iterable[str] = ()) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        loc = err.get("loc") or ()
+        # suggest only for top-level keys: ``known`` lists the top-level fields
+        close = difflib.get_close_matches(str(loc[0]), list(known), n=1) if len(loc) == 1 else []
+        return "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
+    if kind == "missing":
+        return "required"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "assertion_error":
+        return msg.removeprefix("Assertion failed, ")
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', 'one of the allowed values')}, got {show_value(value)}"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bounds[kind]} {limit}, got {show_value(value)}"
+    text = msg.removeprefix("Input should be ")
+    text = "must be " + text if text != msg else text
+    return text if ", got " in text else f"{text}, got {show_value(value)}"
+
+
+def validation_error(where: str, exc: ValidationError, prefix: str = "", known: Iterable[str] = ()) -> InputError:
+    """The first problem in ``exc`` as an InputError: ``<where> <prefix><field>: <reason>``.
+
+    ``where`` is the file as shown to the user, ``prefix`` e.g. ``cue[3].``.
+    """
+    errors = exc.errors(include_url=False)
+    if not errors:  # pragma: no cover - pydantic always reports at least one
+        return InputError(where, str(exc).splitlines()[0])
+    first = errors[0]
+    field = prefix + field_path(first.get("loc", ()))
+    field = field.rstrip(".")
+    reason = _reason(first, known)
+    if len(errors) > 1:
+        reason += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InputError(f"{where} {field}" if field else where, reason)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], bytes]:
+    """Parse a TOML file; returns the table and the raw bytes (for hashing)."""
+    where = display_path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(where, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(where, "is a folder, expected a TOML file") from None
+    except OSError as exc:
+        raise InputError(where, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(where, "invalid TOML: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text), raw
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(where, f"invalid TOML: {exc}") from None
+
+
+def close_names(name: str, names: Iterable[str], n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, sorted(names), n=n, cutoff=0.5)
+
+
+def content_hash(raw: bytes) -> str:
+    """First 16 hex characters (64 bits) of the SHA-256 of a file's bytes."""
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _number(value: Any, integer: bool = False) -> Any:
+    """TOML is typed: refuse booleans and strings where a number belongs (pydantic would coerce)."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(f"must be {'a whole number' if integer else 'a number'}, got {show_value(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {show_value(value)}")
+    if integer and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"must be a whole number, got {show_value(value)}")
+    return value
+
+
+def _between(value: float, low: float, high: float, unit: str = "", low_open: bool = False) -> float:
+    ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        u = f" {unit}" if unit else ""
+        raise ValueError(f"must be between {show_value(low)} and {show_value(high)}{u}, got {show_value(value)}")
+    return value
+
+
+class Preset(BaseModel):
+    """One render recipe. Defaults are AudioLDM's usual settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: PresetKind
+    description: str = ""
+    prompt: str = ""
+    negative_prompt: str = "low quality, average quality, distorted"
+    duration: float = 5.0
+    steps: int = 50
+    guidance: float = 2.5
+    seed: Optional[int] = None  # None: random; the engine records the one it used
+    takes: int = 1
+    strength: float = 0.6  # restyle: how far from the stem (0 = unchanged, 1 = ignore it)
+    scheduler: Literal["ddim", "dpm"] = "ddim"
+    chain: list[Effect] = []
+    delivery: DeliveryOverrides = DeliveryOverrides()
+
+    @field_validator("kind", "description", "prompt", "negative_prompt", "scheduler", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text, got {show_value(value)}")
+        return value
+
+    @field_validator("duration", "guidance", "strength", mode="before")
+    @classmethod
+    def _float_in(cls, value: Any) -> Any:
+        return _number(value)
+
+    @field_validator("steps", "takes", "seed", mode="before")
+    @classmethod
+    def _int_in(cls, value: Any) -> Any:
+        return value if value is None else _number(value, integer=True)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float) -> float:
+        return _between(value, 0.04, 300, "seconds", low_open=True)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        return _between(value, 1, 1000)
+
+    @field_validator("guidance")
+    @classmethod
+    def _guidance(cls, value: float) -> float:
+        return _between(value, 0, 30)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: Optional[int]) -> Optional[int]:
+        return value if value is None else _between(value, 0, SEED_MAX)
+
+    @field_validator("takes")
+    @classmethod
+    def _takes(cls, value: int) -> int:
+        return _between(value, 1, 32)
+
+    @field_validator("strength")
+    @classmethod
+    def _strength(cls, value: float) -> float:
+        return _between(value, 0, 1)
+
+    @field_validator("delivery")
+    @classmethod
+    def _delivery(cls, value: DeliveryOverrides) -> DeliveryOverrides:
+        if value.format == "flac" and value.bit_depth == 32:
+            raise ValueError("FLAC holds 16- or 24-bit integer samples, not 32-bit float")
+        return value
+
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _chain_list(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of effects ([[chain]] tables)")
+        return value
+
+    def with_overrides(self, **fields: Any) -> "Preset":
+        """This preset with some fields changed, validated as a whole.
+
+        ``chain`` replaces the preset's chain; ``delivery`` is merged into the preset's delivery
+        overrides (only the keys given change). Raises ``pydantic.ValidationError``.
+        """
+        if not fields:
+            return self
+        data = self.model_dump(exclude_defaults=False)
+        data["delivery"] = self.delivery.model_dump(exclude_defaults=True)
+        if "delivery" in fields:
+            extra = fields["delivery"]
+            if isinstance(extra, DeliveryOverrides):
+                extra = extra.model_dump(exclude_defaults=True)
+            if isinstance(extra, dict):
+                fields = {**fields, "delivery": {**data["delivery"], **extra}}
+        return Preset.model_validate({**data, **fields})
+
+
+PRESET_FIELDS: tuple[str, ...] = tuple(Preset.model_fields)
+
+
+@dataclass(frozen=True)
+class PresetEntry:
+    """A preset as found on disk. ``content_hash`` = first 16 hex chars of sha256(file bytes)."""
+
+    name: str
+    path: Path
+    preset: Preset
+    content_hash: str
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def validate_chain(effects: list[Effect], where: str, base_dir: Path | None) -> None:
+    """Check a chain's plugins and parameters (``host.finish.chain``); raises InputError."""
+    if not effects:
+        return
+    from host.finish.chain import check_chain  # lazy: pulls in pedalboard
+
+    check_chain(effects, where=where, base_dir=base_dir)
+
+
+def _load(path: Path) -> tuple[Preset, str]:
+    path = Path(path)
+    where = display_path(path)
+    data, raw = read_toml(path)
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(where, exc, known=PRESET_FIELDS) from None
+    validate_chain(preset.chain, where=where, base_dir=path.parent)
+    return preset, content_hash(raw)
+
+
+def load_preset_file(path: Path | str) -> Preset:
+    """Read and validate one preset file, chain included. Raises InputError."""
+    return _load(Path(path))[0]
+
+
+def load_preset_entry(path: Path | str) -> PresetEntry:
+    """Like :func:`load_preset_file`, with the name (file stem) and content hash."""
+    path = Path(path)
+    preset, digest = _load(path)
+    return PresetEntry(name=path.stem, path=path, preset=preset, content_hash=digest)
+
+
+def _preset_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".toml" and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def preset_library(project_dir: Path | None = None) -> tuple[dict[str, PresetEntry], list[InputError]]:
+    """Built-in presets plus ``<project_dir>/presets/*.toml``; a project preset replaces a
+    built-in of the same name. Bad files are returned as errors and left out."""
+    entries: dict[str, PresetEntry] = {}
+    errors: list[InputError] = []
+    folders = [BUILTIN_DIR]
+    if project_dir is not None:
+        folders.append(Path(project_dir) / "presets")
+    for folder in folders:
+        for path in _preset_files(folder):
+            try:
+                entries[path.stem] = load_preset_entry(path)
+            except InputError as err:
+                errors.append(err)
+                # A broken project preset must not quietly fall back to the built-in of the
+                # same name: the project meant to replace it.
+                entries.pop(path.stem, None)
+    return dict(sorted(entries.items())), errors
+
+
+def check_presets(path: Path | str | None = None) -> list[InputError]:
+    """Validate one preset file, or every ``.toml`` in a folder (default: the built-ins)."""
+    target = BUILTIN_DIR if path is None else Path(path)
+    if target.is_dir():
+        files = _preset_files(target)
+    elif target.exists():
+        files = [target]
+    else:
+        return [InputError(display_path(target), "no such file or folder")]
+    errors: list[InputError] = []
+    for file in files:
+        try:
+            load_preset_file(file)
+        except InputError as err:
+            errors.append(err)
+    return errors
+
+
+__all__ = [
+    "BUILTIN_DIR",
+    "KINDS",
+    "OVERRIDABLE",
+    "Preset",
+    "PresetEntry",
+    "check_presets",
+    "load_preset_entry",
+    "load_preset_file",
+    "preset_library",
+    "validate_chain",
+]

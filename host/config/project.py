@@ -1,0 +1,315 @@
+"""A project folder: ``project.toml`` settings, the cue sheet and the folders the host uses.
+
+Layout::
+
+    <project>/
+      project.toml      delivery format, model, default restyle / inpaint presets (optional)
+      cues.toml         [[cue]] tables: foley to render from text
+      presets/          project presets (replace built-ins of the same name)
+      restyle/          drop stems here (or in restyle/<preset>/) to restyle them
+      inpaint/          drop stems here (or in inpaint/<preset>/) to fill their gaps
+      renders/          finished takes
+      .audiohost/       the host's own state
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from host.config.presets import (
+    OVERRIDABLE,
+    Preset,
+    PresetEntry,
+    close_names,
+    content_hash,
+    display_path,
+    read_toml,
+    show_value,
+    validation_error,
+    validate_chain,
+)
+from host.config.schema import AudioFormat, BitDepth, Delivery, DeliveryOverrides
+from host.errors import InputError
+
+PROJECT_FILE = "project.toml"
+CUE_FILE = "cues.toml"
+
+# The preset a cue gets when it names none (a plain foley render of its prompt). A preset file
+# called "default" in the library takes its place.
+DEFAULT_PRESET_NAME = "default"
+DEFAULT_PRESET = Preset(kind="foley")
+DEFAULT_PRESET_HASH = content_hash(b"")
+
+NAME_MAX = 100
+
+
+def name_problem(name: Any) -> Optional[str]:
+    """Why ``name`` cannot be a file name for a render, or None if it can."""
+    if not isinstance(name, str):
+        return f"must be text, got {show_value(name)}"
+    if not name:
+        return "must not be empty"
+    if len(name) > NAME_MAX:
+        return f"must be at most {NAME_MAX} characters, got {len(name)}"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        return f"may hold only letters, digits, '-', '_' and '.' (no spaces or slashes), got {show_value(name)}"
+    if name.startswith("."):
+        return f"must not start with a dot, got {show_value(name)}"
+    if name.endswith("."):
+        return f"must not end with a dot, got {show_value(name)}"
+    return None
+
+
+class ProjectSettings(BaseModel):
+    """``project.toml``. Delivery keys live at the top level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: int = Field(48000, ge=8000, le=384000)
+    bit_depth: BitDepth = 24  # 32 = 32-bit float
+    format: AudioFormat = "wav"
+    loudness: Optional[float] = Field(-23.0, ge=-70.0, le=0.0)  # integrated LUFS, or "none"
+    true_peak: float = Field(-1.0, ge=-20.0, le=0.0)  # dBTP ceiling
+    model: Optional[str] = None  # AudioLDM checkpoint; None = the host's default
+    restyle_preset: str = "restyle-texture"  # for stems dropped directly into restyle/
+    inpaint_preset: str = "inpaint-seamless"  # for stems dropped directly into inpaint/
+
+    @field_validator("loudness", mode="before")
+    @classmethod
+    def _none_spelled_out(cls, value: Any) -> Any:
+        # TOML has no null: `loudness = "none"` (or false) switches normalisation off.
+        if value is False or (isinstance(value, str) and value.strip().lower() in {"none", "off"}):
+            return None
+        if isinstance(value, (bool, str)):
+            raise ValueError(f'must be a LUFS number or "none", got {show_value(value)}')
+        return value
+
+    @field_validator("sample_rate", "true_peak", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        if isinstance(value, (bool, str)):
+            raise ValueError(f"must be a number, got {show_value(value)}")
+        return value
+
+    @field_validator("model", "restyle_preset", "inpaint_preset", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"must be non-empty text, got {show_value(value)}")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _flac_is_integer(cls, value: str, info: ValidationInfo) -> str:
+        if value == "flac" and info.data.get("bit_depth") == 32:
+            raise ValueError("FLAC holds 16- or 24-bit integer samples, not 32-bit float; use bit_depth = 24")
+        return value
+
+    @property
+    def delivery(self) -> Delivery:
+        return Delivery(
+            sample_rate=self.sample_rate,
+            bit_depth=self.bit_depth,
+            format=self.format,
+            loudness=self.loudness,
+            true_peak=self.true_peak,
+        )
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    settings: ProjectSettings
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def renders_dir(self) -> Path:
+        return self.root / "renders"
+
+    @property
+    def restyle_dir(self) -> Path:
+        return self.root / "restyle"
+
+    @property
+    def inpaint_dir(self) -> Path:
+        return self.root / "inpaint"
+
+    @property
+    def presets_dir(self) -> Path:
+        return self.root / "presets"
+
+    @property
+    def cue_sheet(self) -> Path:
+        return self.root / CUE_FILE
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".audiohost"
+
+
+def load_project(root: Union[Path, str]) -> Project:
+    """Open a project folder. A missing ``project.toml`` means all defaults. Raises InputError."""
+    given = Path(root).expanduser()
+    if not given.exists():
+        raise InputError(display_path(given), "no such project folder")
+    if not given.is_dir():
+        raise InputError(display_path(given), "is a file; a project is a folder")
+    resolved = given.resolve()
+    settings_file = resolved / PROJECT_FILE
+    if not settings_file.exists():
+        return Project(root=resolved, settings=ProjectSettings())
+    data, _ = read_toml(settings_file)
+    try:
+        settings = ProjectSettings.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(display_path(settings_file), exc, known=ProjectSettings.model_fields) from None
+    return Project(root=resolved, settings=settings)
+
+
+def delivery_problem(overrides: DeliveryOverrides, base: Delivery) -> Optional[str]:
+    """Why a preset's delivery overrides cannot apply on top of ``base``, or None."""
+    try:
+        overrides.apply(base)
+    except ValidationError as exc:
+        return validation_error("", exc).reason
+    return None
+
+
+# --------------------------------------------------------------------------- cues
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One foley cue. ``preset`` already has the cue's overrides applied; ``preset_hash`` is the
+    content hash of the preset *file* (``DEFAULT_PRESET_HASH`` for the built-in default)."""
+
+    name: str
+    preset_name: str
+    preset: Preset
+    preset_hash: str
+    index: int  # 0-based position in the sheet, as in the error messages' cue[i]
+
+
+CUE_KEYS: tuple[str, ...] = ("name", "preset", *OVERRIDABLE)
+
+
+def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], project: Project) -> Cue:
+    here = f"{sheet} cue[{index}]"
+    if not isinstance(table, dict):
+        raise InputError(here, "must be a [[cue]] table")
+    for key in table:
+        if key not in CUE_KEYS:
+            close = close_names(key, CUE_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "a cue takes " + ", ".join(CUE_KEYS)
+            raise InputError(f"{here}.{key}", f"unknown field; {hint}")
+    if "name" not in table:
+        raise InputError(f"{here}.name", "required")
+    name = table["name"]
+    problem = name_problem(name)
+    if problem:
+        raise InputError(f"{here}.name", problem)
+
+    overrides = {k: v for k, v in table.items() if k in OVERRIDABLE}
+    if "preset" in table:
+        preset_name = table["preset"]
+        if not isinstance(preset_name, str):
+            raise InputError(f"{here}.preset", f"must be a preset name, got {show_value(preset_name)}")
+        entry = presets.get(preset_name)
+        if entry is None:
+            foley = [n for n, e in presets.items() if e.preset.kind == "foley"]
+            close = close_names(preset_name, foley)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise InputError(f"{here}.preset", f"no preset named '{preset_name}'{hint}")
+        base, digest = entry.preset, entry.content_hash
+    else:
+        if "prompt" not in table:
+            raise InputError(here, "needs a 'preset' or a 'prompt'")
+        preset_name = DEFAULT_PRESET_NAME
+        entry = presets.get(DEFAULT_PRESET_NAME)
+        base, digest = (entry.preset, entry.content_hash) if entry else (DEFAULT_PRESET, DEFAULT_PRESET_HASH)
+
+    if base.kind != "foley":
+        raise InputError(
+            f"{here}.preset",
+            f"preset '{preset_name}' is a {base.kind} preset; cues render foley, "
+            f"drop stems into {base.kind}/ instead",
+        )
+    try:
+        preset = base.with_overrides(**overrides)
+    except ValidationError as exc:
+        raise validation_error(sheet, exc, prefix=f"cue[{index}].", known=CUE_KEYS) from None
+    if not preset.prompt.strip():
+        raise InputError(f"{here}.prompt", f"a foley cue needs a prompt (preset '{preset_name}' has none)")
+    problem = delivery_problem(preset.delivery, project.settings.delivery)
+    if problem:
+        field = "delivery" if "delivery" in overrides else "preset"
+        raise InputError(f"{here}.{field}", f"with this project's delivery: {problem}")
+    if "chain" in overrides:
+        validate_chain(preset.chain, where=here, base_dir=project.root)
+    return Cue(name=name, preset_name=preset_name, preset=preset, preset_hash=digest, index=index)
+
+
+def load_cues(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[Cue], list[InputError]]:
+    """Read the cue sheet. Bad cues are reported and skipped; missing or empty sheet -> ([], [])."""
+    path = project.cue_sheet
+    sheet = display_path(path)
+    if not path.exists():
+        return [], []
+    try:
+        data, _ = read_toml(path)
+    except InputError as err:
+        return [], [err]
+
+    errors: list[InputError] = []
+    for key in data:
+        if key != "cue":
+            errors.append(InputError(f"{sheet} {key}", "unknown table; a cue sheet holds [[cue]] tables only"))
+    tables = data.get("cue", [])
+    if isinstance(tables, dict):
+        return [], errors + [InputError(f"{sheet} cue", "write [[cue]] (an array of tables), not [cue]")]
+    if not isinstance(tables, list):
+        return [], errors + [InputError(f"{sheet} cue", "must be [[cue]] tables")]
+
+    # Names are compared case-blind (macOS and Windows file systems are); the first use wins,
+    # even if that cue is broken for another reason.
+    first_use: dict[str, int] = {}
+    cues: list[Cue] = []
+    for index, table in enumerate(tables):
+        name = table.get("name") if isinstance(table, dict) else None
+        if isinstance(name, str) and name_problem(name) is None:
+            earlier = first_use.setdefault(name.lower(), index)
+            if earlier != index:
+                errors.append(InputError(f"{sheet} cue[{index}].name", f"'{name}' is already used by cue[{earlier}]"))
+                continue
+        try:
+            cues.append(_cue(table, index, sheet, presets, project))
+        except InputError as err:
+            errors.append(err)
+    return cues, errors
+
+
+__all__ = [
+    "CUE_FILE",
+    "Cue",
+    "DEFAULT_PRESET",
+    "DEFAULT_PRESET_HASH",
+    "DEFAULT_PRESET_NAME",
+    "Project",
+    "ProjectSettings",
+    "load_cues",
+    "load_project",
+    "delivery_problem",
+    "name_problem",
+]

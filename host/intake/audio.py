@@ -1,0 +1,55 @@
+"""Reading a stem that arrived: any format libsndfile reads, any rate and channel count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from host.errors import InputError
+
+MAX_STEM_SECONDS = 600.0
+MAX_STEM_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class StemAudio:
+    audio: np.ndarray  # float64, (channels, samples): exact for every integer PCM format
+    rate: int
+    subtype: str  # libsndfile's, e.g. PCM_24
+    format: str  # libsndfile's, e.g. WAV, FLAC
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.shape[1] / self.rate
+
+
+def read_stem(path: Path, max_seconds: float = MAX_STEM_SECONDS, max_bytes: int = MAX_STEM_BYTES) -> StemAudio:
+    """The stem's samples, or an InputError naming the file and why it cannot be used."""
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(where, "file not found") from None
+    except OSError as err:
+        raise InputError(where, f"cannot read: {err.strerror or err}") from None
+    if size > max_bytes:
+        raise InputError(where, f"file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    try:
+        info = sf.info(str(path))
+        if info.frames <= 0 or info.samplerate <= 0:
+            raise InputError(where, "holds no audio")
+        if info.frames / info.samplerate > max_seconds:
+            raise InputError(where, f"is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
+        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    except InputError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(where, f"not a readable audio file ({reason})") from None
+    if not np.all(np.isfinite(data)):
+        raise InputError(where, "contains NaN or infinite samples")
+    return StemAudio(np.ascontiguousarray(data.T), int(rate), info.subtype, info.format)

@@ -1,0 +1,59 @@
+"""A job is a value: everything needed to render one cue or one stem, and nothing else.
+
+It is what the journal stores, what the runner renders and what a take's sidecar recalls.
+Its ``key`` names what determines the takes, so the same key means the same takes are
+already there and nothing needs rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from host.config.presets import Preset
+from host.config.schema import Delivery
+
+# Bump when a change to the engine or delivery makes old takes differ from what a new render gives.
+RENDER_VERSION = 1
+
+Kind = Literal["foley", "restyle", "inpaint"]
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind
+    name: str  # takes go to renders/<kind>/<name>/<name>_tNN.wav
+    project: str  # the project root, resolved
+    preset_name: str
+    preset_hash: str
+    preset: Preset  # with every override (cue fields, sidecar, OSC arguments) applied
+    delivery: Delivery  # the project's, with the preset's overrides applied
+    input: Optional[str] = None  # the stem, for restyle and inpaint
+    gaps: Optional[tuple[tuple[float, float], ...]] = None  # None: find runs of digital silence
+    source: str = "cli"  # where it came from: cli, cue, drop, osc
+
+    def key(self, model_id: str, model_revision: str, input_hash: Optional[str]) -> str:
+        """Hash of everything that determines the takes (not where the request came from)."""
+        material = {
+            "render_version": RENDER_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "preset": self.preset.model_dump(mode="json"),
+            "delivery": self.delivery.model_dump(mode="json"),
+            "gaps": self.gaps,
+            "input": input_hash,
+            "model": [model_id, model_revision],
+        }
+        blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def batch_group(self) -> Optional[tuple]:
+        """Foley jobs with the same group can share one denoising call; other kinds cannot."""
+        if self.kind != "foley":
+            return None
+        p = self.preset
+        return (round(p.duration, 6), p.steps, round(p.guidance, 6), p.scheduler)
