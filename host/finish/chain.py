@@ -113,9 +113,7 @@ def _build_builtin(effect: Effect, spot: str, base_dir: Path | None) -> pedalboa
         raise InputError(spot, f"unknown plugin '{name}' ({hint})")
 
     ctor = _constructor_params(cls)
-    settable = {k for k in dir(cls) if isinstance(inspect.getattr_static(cls, k, None), property)
-                and inspect.getattr_static(cls, k).fset is not None and not k.startswith("_")}
-    valid = set(ctor) | settable
+    valid = set(ctor) | _settable_properties(cls)
     kwargs: dict[str, Any] = {}
     later: dict[str, Any] = {}
     for key, value in effect.params.items():
@@ -139,6 +137,16 @@ def _build_builtin(effect: Effect, spot: str, base_dir: Path | None) -> pedalboa
     except (ValueError, RuntimeError) as err:
         raise InputError(spot, _one_line(err)) from None
     return plugin
+
+
+def _settable_properties(cls: type) -> set[str]:
+    """Public properties with a setter (``threshold_db``), not read-only ones (``is_effect``)."""
+    found = set()
+    for key in dir(cls):
+        attr = inspect.getattr_static(cls, key, None)
+        if not key.startswith("_") and isinstance(attr, property) and attr.fset is not None:
+            found.add(key)
+    return found
 
 
 def _constructor_params(cls: type) -> dict[str, str]:

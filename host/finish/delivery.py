@@ -149,7 +149,7 @@ def _limit_to_loudness(
     Limiting only lowers loudness, and more gain in gives (less and less) more loudness out, so a
     secant search from the plain normalisation gain upwards converges from below. A stage that
     cannot get within ``LOUDNESS_ACCEPT`` even at +12 dB hands over to the next, faster one; if
-    none can, the loudest result is returned.
+    none can, the result closest to the target is returned.
     """
     best: tuple[float, np.ndarray, float] | None = None  # (loudness, audio, gain)
     cap = gain_db + MAX_PUSH_DB
@@ -160,7 +160,7 @@ def _limit_to_loudness(
             loud = integrated_loudness(y, rate)
             if loud is None:
                 return y, g
-            if best is None or loud > best[0]:
+            if best is None or abs(target - loud) < abs(target - best[0]):
                 best = (loud, y, g)
             if abs(target - loud) <= LOUDNESS_TOLERANCE:
                 return y, g

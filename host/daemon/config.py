@@ -1,0 +1,82 @@
+"""The daemon's settings: a TOML file and command-line flags, validated once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from host.config.presets import validation_error
+from host.errors import InputError
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "audiohost"
+
+
+class DaemonConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    projects: list[Path] = Field(default_factory=list, description="projects to serve and watch")
+    roots: list[Path] = Field(default_factory=list, description="folders OSC paths may point into (projects are always allowed)")
+    model: Optional[str] = None
+    device: Optional[str] = None
+    compile: bool = False
+    cpu_offload: bool = False
+    osc_host: str = "127.0.0.1"
+    osc_port: int = Field(9010, ge=0, le=65535)
+    reply_port: int = Field(9011, ge=1, le=65535)
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"], description="client networks served when bound wider than loopback")
+    state_dir: Path = Field(default_factory=default_state_dir)
+    batch_size: int = Field(8, ge=1, le=64)
+    queue_bound: int = Field(256, ge=1, le=100000)
+    max_stem_seconds: float = Field(600.0, gt=0, le=36000)
+    max_stem_mb: float = Field(2048.0, gt=0)
+    settle_seconds: float = Field(1.0, ge=0.05, le=60, description="a dropped file must hold still this long")
+    polling: bool = Field(False, description="poll the folders (network shares) instead of OS events")
+    progress_per_second: float = Field(4.0, gt=0, le=50)
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"'{net}' is not a network (e.g. 192.168.1.0/24)") from None
+        return value
+
+    def allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(n, strict=False) for n in self.allow)
+
+
+def load_config(path: Optional[Path], overrides: dict) -> DaemonConfig:
+    data: dict = {}
+    where = str(path) if path else "command line"
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(where, "file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise InputError(where, f"invalid TOML: {err}") from None
+        base = Path(path).resolve().parent
+        for key in ("projects", "roots"):
+            if isinstance(data.get(key), list):
+                data[key] = [str((base / Path(p).expanduser())) for p in data[key]]
+        if isinstance(data.get("state_dir"), str):
+            data["state_dir"] = str(base / Path(data["state_dir"]).expanduser())
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return DaemonConfig.model_validate(data)
+    except ValidationError as err:
+        raise validation_error(where, err, known=DaemonConfig.model_fields) from None

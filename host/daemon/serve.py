@@ -1,0 +1,176 @@
+"""``audiohost serve``: wire the doors (OSC, watched folders) to the journal and the worker.
+
+Start-up order: settings, journal (re-queue what a crash left running), leftover temporaries
+removed from renders/, the OSC door opens at once (ping answers while the model loads), the
+worker loads the model, waiting work is picked up, folders are watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import signal
+import threading
+from pathlib import Path
+
+from pythonosc.osc_server import BlockingOSCUDPServer
+
+import host as host_package
+from host.daemon.announce import Announcer
+from host.daemon.config import DaemonConfig, load_config
+from host.daemon.service import RenderHost
+from host.daemon.worker import Worker
+from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
+from host.errors import InputError
+from host.intake.osc import RequestDispatcher
+from host.intake.watch import FolderWatch
+from host.jobs.journal import Journal
+from host.output.files import remove_partials
+from host.runner import Runner
+
+log = logging.getLogger("host.daemon")
+
+
+def serve_from_args(args) -> int:
+    overrides = {
+        "projects": [str(p) for p in args.project] if args.project else None,
+        "model": args.model,
+        "device": args.device,
+        "compile": args.compile or None,
+        "cpu_offload": args.cpu_offload or None,
+        "osc_host": args.osc_host,
+        "osc_port": args.osc_port,
+        "reply_port": args.reply_port,
+        "state_dir": str(args.state_dir) if args.state_dir else None,
+        "batch_size": args.batch_size if args.batch_size != 8 else None,
+    }
+    config = load_config(args.config, overrides)
+    return serve(config)
+
+
+def _setup_logging(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    console = logging.StreamHandler()
+    console.setFormatter(fmt)
+    rotating = logging.handlers.RotatingFileHandler(state_dir / "audiohost.log", maxBytes=5_000_000, backupCount=3)
+    rotating.setFormatter(fmt)
+    root.addHandler(console)
+    root.addHandler(rotating)
+    for noisy in ("watchdog", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
+    _setup_logging(config.state_dir)
+    stop = stop or threading.Event()
+    journal = Journal(config.state_dir / "journal.sqlite")
+    recovered = journal.recover()
+    if recovered:
+        log.info("re-queued %d job(s) a previous run left unfinished: %s", len(recovered), recovered)
+
+    model_name = config.model
+    announcer = Announcer(config.progress_per_second)
+    # the model named by the config, else the first project's, else the default
+    try:
+        from host.config.project import load_project
+
+        loaded = [load_project(p) for p in config.projects]
+    except InputError as err:
+        log.error("%s", err)
+        print(f"error: {err}")
+        return 2
+    if model_name is None:
+        model_name = next((p.settings.model for p in loaded if p.settings.model), None) or DEFAULT_MODEL
+    try:
+        model_id, revision = fingerprint(model_name)
+    except InputError as err:
+        print(f"error: {err}")
+        return 2
+
+    host = RenderHost(config, journal, announcer, model_id, revision)
+    for project in loaded:
+        host.add_project(project.root)
+        for leftover in remove_partials(project.renders_dir):
+            log.info("removed an unfinished temporary file: %s", leftover)
+
+    dispatcher = RequestDispatcher(host)
+    host.dispatcher = dispatcher
+    try:
+        server = BlockingOSCUDPServer((config.osc_host, config.osc_port), dispatcher)
+    except OSError as err:
+        print(f"error: --osc-port {config.osc_port}: cannot listen on {config.osc_host}: {err.strerror}")
+        return 2
+    server.timeout = 0.5
+    osc_thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="audiohost-osc", daemon=True)
+    osc_thread.start()
+    port = server.server_address[1]
+    log.info("audiohost %s listening for OSC on %s:%d (replies to port %d)", host_package.__version__, config.osc_host, port, config.reply_port)
+    (config.state_dir / "osc_port").write_text(str(port))
+
+    def make_runner() -> Runner:
+        log.info("loading model %s", model_name)
+        model = load_model(model_name, device=config.device, compile_unet=config.compile, cpu_offload=config.cpu_offload)
+        host.model_id, host.model_revision = model.id, model.revision
+        log.info("model %s ready on %s", model.id, model.device)
+        return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6))
+
+    worker = Worker(make_runner, journal, announcer, host.wake, config.batch_size)
+    host.worker = worker
+    worker.start()
+
+    watch = FolderWatch(
+        config.settle_seconds,
+        config.polling,
+        on_stem=lambda root, path: host.enqueue_stem(host.projects[root], path),
+        on_project_file=lambda root, path: _project_file_changed(host, root, path),
+    )
+    for project in host.projects.values():
+        watch.add_project(project.root)
+    watch.start()
+
+    def request_stop(signum, _frame) -> None:
+        log.info("signal %d: stopping after the current step", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+    worker.ready.wait()
+    if worker.load_error is not None:
+        server.shutdown()
+        watch.stop()
+        print(f"error: {worker.load_error}")
+        return 2
+    for project in host.projects.values():
+        ids = host.enqueue_project(project)
+        if ids:
+            log.info("%s: %d job(s) waiting from the cue sheet and drop folders", project.name, len(ids))
+    log.info("ready")
+
+    stop.wait()
+    log.info("stopping")
+    watch.stop()
+    worker.stop()
+    worker.join(timeout=60)
+    server.shutdown()
+    server.server_close()
+    journal.close()
+    log.info("stopped")
+    return 0
+
+
+def _project_file_changed(host: RenderHost, root: Path, path: Path) -> None:
+    try:
+        project = host.reload_project(root)
+    except InputError as err:
+        host.report_problem(err)
+        return
+    host.forget_presets(project)
+    ids = host.enqueue_project(project, only_cues=True)
+    log.info("%s changed: %d cue(s) to render", path.name, len(ids))

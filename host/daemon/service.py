@@ -1,0 +1,253 @@
+"""The daemon's shared state and the operations both doors (OSC, folders) use to hand in work.
+
+Requests become Job values here and go into the journal; the worker renders them. Everything
+a request names (project, preset, path) is checked before anything is queued, so a refused
+request changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import random
+import re
+import threading
+from pathlib import Path
+from typing import Optional
+
+from host.config.paths import confine
+from host.config.presets import PresetEntry, preset_library
+from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
+from host.daemon.announce import Announcer
+from host.daemon.config import DaemonConfig
+from host.errors import InputError
+from host.intake.drops import stem_from_path
+from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
+from host.jobs.job import Job
+from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
+from host.output.files import file_sha256
+from host.runner import cached_takes
+
+log = logging.getLogger(__name__)
+
+
+class RenderHost:
+    def __init__(self, config: DaemonConfig, journal: Journal, announcer: Announcer, model_id: str, model_revision: str):
+        self.config = config
+        self.journal = journal
+        self.announcer = announcer
+        self.model_id = model_id
+        self.model_revision = model_revision
+        self.projects: dict[Path, Project] = {}
+        self._presets: dict[Path, dict[str, PresetEntry]] = {}
+        self._lock = threading.RLock()
+        self.wake = threading.Event()  # set when work arrives
+        self.worker = None  # set by serve(); cancel() reaches the running job through it
+        self.dispatcher = None
+        self.jobs_done = 0
+
+    # ---------------------------------------------------------------- projects and presets
+    def add_project(self, root: Path) -> Project:
+        project = load_project(root)
+        with self._lock:
+            self.projects[project.root] = project
+            self._presets.pop(project.root, None)
+        for folder in (project.restyle_dir, project.inpaint_dir, project.renders_dir):
+            folder.mkdir(exist_ok=True)
+        return project
+
+    def reload_project(self, root: Path) -> Project:
+        return self.add_project(root)
+
+    @property
+    def roots(self) -> list[Path]:
+        return list(self.projects) + [Path(r).resolve() for r in self.config.roots]
+
+    def project(self, name_or_path: str, where: str) -> Project:
+        """A served project by folder name or by path."""
+        with self._lock:
+            for project in self.projects.values():
+                if name_or_path == project.name or name_or_path == str(project.root):
+                    return project
+            if "/" in name_or_path or name_or_path.startswith("~"):
+                root = confine(name_or_path, self.roots, where)
+                if root in self.projects:
+                    return self.projects[root]
+        names = ", ".join(sorted(p.name for p in self.projects.values())) or "none"
+        raise InputError(where, f"unknown project '{name_or_path}' (serving: {names})")
+
+    def presets(self, project: Project) -> dict[str, PresetEntry]:
+        with self._lock:
+            if project.root not in self._presets:
+                library, problems = preset_library(project.root)
+                for p in problems:
+                    log.error("%s", p)
+                self._presets[project.root] = library
+            return self._presets[project.root]
+
+    def forget_presets(self, project: Project) -> None:
+        with self._lock:
+            self._presets.pop(project.root, None)
+
+    def input_path(self, path: str, project: Project, where: str) -> Path:
+        resolved = confine(path, self.roots, where, base=project.root)
+        if not resolved.is_file():
+            raise InputError(where, f"'{path}' is not a file")
+        size = resolved.stat().st_size
+        if size > self.config.max_stem_mb * 1e6:
+            raise InputError(where, f"'{path}' is {size / 1e6:.0f} MB; the limit is {self.config.max_stem_mb:g} MB")
+        return resolved
+
+    # ---------------------------------------------------------------- requests into jobs
+    def job_for(self, project: Project, kind: str, what: str, overrides: dict, where: str, input: Optional[Path] = None, gaps=None) -> Job:
+        """A job from "prompt or preset": a preset of that name, else a prompt for the default
+        preset of the kind. A foley job without a seed gets one now, so a retry renders the same."""
+        library = self.presets(project)
+        if what in library:
+            entry = library[what]
+            if entry.preset.kind != kind:
+                raise InputError(where, f"preset '{what}' is a {entry.preset.kind} preset, not {kind}")
+            name, preset_name, preset_hash, preset = what, what, entry.content_hash, entry.preset
+        else:
+            default_name = {"foley": None, "restyle": project.settings.restyle_preset, "inpaint": project.settings.inpaint_preset}[kind]
+            if default_name is None:
+                preset_name, preset_hash, preset = "default", DEFAULT_PRESET_HASH, DEFAULT_PRESET
+            elif default_name in library:
+                preset_name, preset_hash, preset = default_name, library[default_name].content_hash, library[default_name].preset
+            else:
+                raise InputError(where, f"the project's default {kind} preset '{default_name}' does not exist")
+            if what:
+                overrides = {**overrides, "prompt": what}
+            elif kind == "foley":
+                close = difflib.get_close_matches(what, list(library), n=1)
+                raise InputError(where, "empty prompt" + (f"; did you mean preset '{close[0]}'?" if close else ""))
+            name = _slug(what) if kind == "foley" and what else (input.stem if input else preset_name)
+        if input is not None:
+            name = _slug(input.stem)
+        if kind == "foley" and overrides.get("seed") is None and preset.seed is None:
+            overrides = {**overrides, "seed": random.randrange(2**31)}
+        try:
+            preset = preset.with_overrides(**overrides) if overrides else preset
+        except Exception as err:  # pydantic ValidationError
+            from host.config.presets import validation_error
+
+            raise validation_error(where, err) from None
+        return job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
+
+    def submit_request(self, job: Job, req, tag: str) -> int:
+        reply_to = (req.sender[0], self.config.reply_port)
+        job_id = self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address)
+        return job_id
+
+    def submit_cues(self, project: Project, cue: Optional[str], req, tag: str) -> list[int]:
+        cues, problems = load_cues(project, self.presets(project))
+        if cue is not None:
+            cues = [c for c in cues if c.name == cue]
+            if not cues:
+                bad = [p for p in problems if f"cue" in p.where]
+                raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
+        for p in problems:
+            self.announcer.send("/audiohost/error", [req.address, str(p)], (req.sender[0], self.config.reply_port), subscribers=False)
+        reply_to = (req.sender[0], self.config.reply_port)
+        return [self.submit(job_from_cue(project, c, source="osc"), PRIORITY_OSC, tag, reply_to, where=req.address) for c in cues]
+
+    def submit(self, job: Job, priority: int, tag: str = "", reply_to=None, where: str = "queue") -> int:
+        try:
+            job_id, new = self.journal.add(job, priority, tag, reply_to, dedupe=dedupe_value(job), bound=self.config.queue_bound)
+        except QueueFull as err:
+            raise InputError(where, str(err)) from None
+        self.announcer.queued(job_id, tag, reply_to)
+        if new:
+            log.info("queued job %d: %s %s (%s)", job_id, job.kind, job.name, job.source)
+        self.wake.set()
+        return job_id
+
+    def enqueue_project(self, project: Project, only_cues: bool = False) -> list[int]:
+        """Folder work: the cues and stems of a project that are not rendered yet."""
+        library = self.presets(project)
+        ids = []
+        cues, problems = load_cues(project, library)
+        jobs = [job_from_cue(project, c) for c in cues]
+        if not only_cues:
+            from host.intake.drops import scan_drops
+
+            stems, stem_problems = scan_drops(project, library)
+            problems += stem_problems
+            jobs += [job_from_stem(project, s) for s in stems]
+        for p in problems:
+            self.report_problem(p)
+        for job in jobs:
+            if self._needs_render(job):
+                ids.append(self._submit_folder(job))
+        return ids
+
+    def enqueue_stem(self, project: Project, path: Path) -> Optional[int]:
+        try:
+            stem = stem_from_path(project, self.presets(project), path)
+        except InputError as err:
+            self.report_problem(err)
+            return None
+        job = job_from_stem(project, stem)
+        return self._submit_folder(job) if self._needs_render(job) else None
+
+    def _submit_folder(self, job: Job) -> int:
+        try:
+            return self.submit(job, PRIORITY_FOLDER, "", None, where=job.input or f"cue {job.name}")
+        except InputError as err:
+            self.report_problem(err)
+            return -1
+
+    def _needs_render(self, job: Job) -> bool:
+        try:
+            return cached_takes(job, self.model_id, self.model_revision) < job.preset.takes
+        except InputError:
+            return True  # let the render fail it in the journal, where the user sees it
+
+    def report_problem(self, err: InputError) -> None:
+        log.error("%s", err)
+        self.announcer.send("/audiohost/error", ["folder", str(err)[:300]])
+
+    # ---------------------------------------------------------------- control
+    def cancel(self, job_id: int, where: str) -> str:
+        entry = self.journal.get(job_id)
+        if entry is None:
+            raise InputError(where, f"no job {job_id}")
+        if entry.state == "queued" and self.journal.cancel_queued(job_id):
+            self.announcer.cancelled(job_id, entry.tag, entry.reply_to)
+            return "cancelled"
+        if entry.state == "running" and self.worker is not None:
+            self.worker.cancel(job_id)
+            return "running"
+        raise InputError(where, f"job {job_id} is already {entry.state}")
+
+    def reply(self, req, address: str, args: list) -> None:
+        self.announcer.send(address, args, (req.sender[0], self.config.reply_port), subscribers=False)
+
+    def refuse(self, req, err: InputError) -> None:
+        log.warning("refused %s from %s: %s", req.address, req.sender[0], err.reason)
+        self.announcer.error(req.address, err.reason, (req.sender[0], self.config.reply_port))
+
+    def stats(self) -> dict:
+        counts = self.journal.counts()
+        d = self.dispatcher
+        return {
+            "jobs_done": counts["done"],
+            "denoise_calls": self.worker.runner.denoise_calls if self.worker and self.worker.runner else 0,
+            "malformed": d.malformed if d else 0,
+            "refused": d.refused if d else 0,
+            "queued": counts["queued"] + counts["running"],
+        }
+
+
+def dedupe_value(job: Job) -> str:
+    """Same request, same content: an open job with this value is not queued twice."""
+    digest = hashlib.sha256(job.model_dump_json(exclude={"source"}).encode())
+    if job.input and Path(job.input).is_file():
+        digest.update(file_sha256(Path(job.input)).encode())
+    return digest.hexdigest()
+
+
+def _slug(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text.lower()).strip("-")
+    return (slug[:limit].rstrip("-") or "untitled")

@@ -1,0 +1,226 @@
+"""OSC requests: each address maps to one plain function that turns a message into work.
+
+Handlers get the daemon (``host``) and a :class:`Request`; anything they cannot take they
+refuse by raising InputError, which the dispatcher answers with ``/audiohost/error <address>
+<reason>``. No exception escapes into the server; malformed datagrams are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from pythonosc import osc_packet
+from pythonosc.dispatcher import Dispatcher
+
+import host as host_package
+from host.errors import InputError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/audiohost/"
+
+
+@dataclass(frozen=True)
+class Request:
+    address: str
+    args: tuple
+    sender: tuple[str, int]  # (ip, port) the datagram came from
+
+
+# ---------------------------------------------------------------------- argument parsing
+NUM, INT, STR = "number", "integer", "text"
+
+
+def parse_args(req: Request, required: list[tuple[str, str]], optional: list[tuple[str, str]] = ()) -> tuple[list, str]:
+    """Positional values by spec plus the optional trailing tag. Max sends ints where floats are
+    meant, so a number slot takes either; an integer slot takes a float only if it is whole."""
+    args = list(req.args)
+    spec = list(required) + list(optional)
+    tag = ""
+    # a trailing string that has no text slot left is the client's tag
+    if args and isinstance(args[-1], str):
+        slots_left = spec[len(args) - 1 :] if len(args) - 1 < len(spec) else []
+        if len(args) > len(spec) or not slots_left or slots_left[0][1] != STR:
+            tag = args.pop()
+    if len(args) < len(required):
+        names = " ".join(f"<{n}>" for n, _ in required)
+        raise InputError(req.address, f"needs {names}, got {len(args)} argument{'s' if len(args) != 1 else ''}")
+    if len(args) > len(spec):
+        raise InputError(req.address, f"takes at most {len(spec)} arguments and a tag, got {len(args)}")
+    values = []
+    for value, (name, kind) in zip(args, spec):
+        values.append(_coerce(req.address, name, kind, value))
+    values += [None] * (len(spec) - len(values))
+    return values, tag
+
+
+def _coerce(address: str, name: str, kind: str, value: Any) -> Any:
+    if kind == STR:
+        if not isinstance(value, str):
+            raise InputError(address, f"{name} must be text, got {type(value).__name__}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(address, f"{name} must be a number, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(address, f"{name} must be a finite number")
+    if kind == INT:
+        if float(value) != int(value):
+            raise InputError(address, f"{name} must be a whole number, got {value}")
+        return int(value)
+    return float(value)
+
+
+# ---------------------------------------------------------------------- handlers
+def ping(host, req: Request) -> None:
+    parse_args(req, [])
+    host.reply(req, "/audiohost/pong", [host_package.__version__])
+
+
+def foley(host, req: Request) -> None:
+    (project, what, duration, seed, takes), tag = parse_args(
+        req, [("project", STR), ("prompt or preset", STR)], [("duration", NUM), ("seed", INT), ("takes", INT)]
+    )
+    proj = host.project(project, req.address)
+    overrides = {k: v for k, v in {"duration": duration, "seed": seed, "takes": takes}.items() if v is not None}
+    job = host.job_for(proj, "foley", what, overrides, req.address)
+    host.submit_request(job, req, tag)
+
+
+def render(host, req: Request) -> None:
+    (project, cue), tag = parse_args(req, [("project", STR)], [("cue", STR)])
+    proj = host.project(project, req.address)
+    host.submit_cues(proj, cue or None, req, tag)
+
+
+def restyle(host, req: Request) -> None:
+    (project, path, what, strength), tag = parse_args(
+        req, [("project", STR), ("input path", STR), ("prompt or preset", STR)], [("strength", NUM)]
+    )
+    proj = host.project(project, req.address)
+    stem = host.input_path(path, proj, req.address)
+    overrides = {"strength": strength} if strength is not None else {}
+    job = host.job_for(proj, "restyle", what, overrides, req.address, input=stem)
+    host.submit_request(job, req, tag)
+
+
+def inpaint(host, req: Request) -> None:
+    (project, path, start, end, what), tag = parse_args(
+        req, [("project", STR), ("input path", STR), ("gap start", NUM), ("gap end", NUM)], [("prompt or preset", STR)]
+    )
+    if not 0 <= start < end:
+        raise InputError(req.address, f"gap {start:g}-{end:g} s: start must be >= 0 and before end")
+    proj = host.project(project, req.address)
+    stem = host.input_path(path, proj, req.address)
+    job = host.job_for(proj, "inpaint", what or "", {}, req.address, input=stem, gaps=((start, end),))
+    host.submit_request(job, req, tag)
+
+
+def cancel(host, req: Request) -> None:
+    (job_id,), tag = parse_args(req, [("job id", INT)])
+    state = host.cancel(job_id, req.address)
+    host.reply(req, "/audiohost/cancelling" if state == "running" else "/audiohost/job/cancelled", [job_id, tag])
+
+
+def status(host, req: Request) -> None:
+    (job_id,), tag = parse_args(req, [], [("job id", INT)])
+    if job_id is None:
+        counts = host.journal.counts()
+        host.reply(req, "/audiohost/status", [counts["queued"], counts["running"], counts["done"], counts["failed"], counts["cancelled"], tag])
+        return
+    entry = host.journal.get(job_id)
+    if entry is None:
+        raise InputError(req.address, f"no job {job_id}")
+    host.reply(req, "/audiohost/status", [job_id, entry.state, float(entry.progress), entry.job.name, tag])
+
+
+def subscribe(host, req: Request) -> None:
+    (port,), tag = parse_args(req, [], [("port", INT)])
+    port = port or host.config.reply_port
+    if not 0 < port < 65536:
+        raise InputError(req.address, f"port {port} is not a UDP port")
+    host.announcer.subscribe(req.sender[0], port)
+    host.reply(req, "/audiohost/subscribed", [req.sender[0], port, tag])
+
+
+def stats(host, req: Request) -> None:
+    parse_args(req, [])
+    s = host.stats()
+    host.reply(req, "/audiohost/stats", [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"]])
+
+
+HANDLERS: dict[str, Callable] = {
+    "ping": ping,
+    "foley": foley,
+    "render": render,
+    "restyle": restyle,
+    "inpaint": inpaint,
+    "cancel": cancel,
+    "status": status,
+    "subscribe": subscribe,
+    "stats": stats,
+}
+
+
+# ---------------------------------------------------------------------- the dispatcher
+class RequestDispatcher(Dispatcher):
+    """python-osc's dispatcher, hardened: client allowlist, counted parse failures, every
+    handler error turned into one ``/audiohost/error`` reply."""
+
+    def __init__(self, host):
+        super().__init__()
+        self.host = host
+        self.malformed = 0
+        self.dropped = 0
+        self.refused = 0
+        for name, fn in HANDLERS.items():
+            self.map(PREFIX + name, self._wrap(fn), needs_reply_address=True)
+        self.set_default_handler(self._unknown, needs_reply_address=True)
+
+    def _wrap(self, fn: Callable) -> Callable:
+        def handler(sender, address, *args):
+            self._run(fn, Request(address, args, sender))
+
+        return handler
+
+    def _unknown(self, sender, address, *args) -> None:
+        self._run(None, Request(address, args, sender))
+
+    def _run(self, fn: Optional[Callable], req: Request) -> None:
+        try:
+            if fn is None:
+                raise InputError(req.address, "unknown address (see /audiohost/ping, foley, render, restyle, inpaint, cancel, status, subscribe)")
+            fn(self.host, req)
+        except InputError as err:
+            self.refused += 1
+            self.host.refuse(req, err)
+        except Exception as err:  # noqa: BLE001 - nothing may escape into the server
+            self.refused += 1
+            log.exception("handler for %s failed", req.address)
+            self.host.refuse(req, InputError(req.address, f"internal error: {type(err).__name__}"))
+
+    def call_handlers_for_packet(self, data: bytes, client_address):
+        if not self.host.config.allowed(client_address[0]):
+            self.dropped += 1
+            log.warning("dropped a datagram from %s: not in the allowed networks", client_address[0])
+            return []
+        try:
+            packet = osc_packet.OscPacket(data)
+        except Exception:  # noqa: BLE001 - ParseError and anything a crafted datagram provokes
+            self.malformed += 1
+            return []
+        for timed in packet.messages:
+            address = timed.message.address
+            if not isinstance(address, str) or not re.fullmatch(r"/[A-Za-z0-9_./-]*", address or ""):
+                self.malformed += 1
+                continue
+            try:
+                handlers = self.handlers_for_address(address)
+                for handler in handlers:
+                    handler.invoke(client_address, timed.message)
+            except Exception:  # noqa: BLE001
+                self.malformed += 1
+                log.debug("message to %r could not be handled", address, exc_info=True)
+        return []

@@ -1,0 +1,39 @@
+"""Shared fixtures: one tiny model per test session, built into a session cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """Every test (and every process a test starts) finds the tiny model in one cache folder.
+    Nothing here can reach a model hub."""
+    cache = Path(os.environ.get("AUDIOHOST_CACHE") or tmp_path_factory.mktemp("model-cache"))
+    os.environ["AUDIOHOST_CACHE"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_cache):
+    from host.engine.models import load_model
+
+    return load_model("tiny", device="cpu")
+
+
+def write_tone(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", freq: float = 330.0) -> np.ndarray:
+    """A test stem: a tone with a little noise; returns what was written, (frames, channels)."""
+    rng = np.random.default_rng(7)
+    t = np.arange(int(round(seconds * rate))) / rate
+    base = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(len(t))
+    data = np.stack([base * (1 - 0.1 * c) for c in range(channels)], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, rate, subtype=subtype)
+    return data
