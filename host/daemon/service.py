@@ -225,8 +225,11 @@ class RenderHost:
         self.announcer.send(address, args, (req.sender[0], self.config.reply_port), subscribers=False)
 
     def refuse(self, req, err: InputError) -> None:
-        log.warning("refused %s from %s: %s", req.address, req.sender[0], err.reason)
-        self.announcer.error(req.address, err.reason, (req.sender[0], self.config.reply_port))
+        # the reason names the field when the error is about one ("duration: must be ...")
+        field = err.where[len(req.address):].strip() if err.where.startswith(req.address) else err.where
+        reason = f"{field}: {err.reason}" if field else err.reason
+        log.warning("refused %s from %s: %s", req.address, req.sender[0], reason)
+        self.announcer.error(req.address, reason, (req.sender[0], self.config.reply_port))
 
     def stats(self) -> dict:
         counts = self.journal.counts()
