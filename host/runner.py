@@ -67,6 +67,7 @@ class _Prepared:
     seeds: dict[int, int]  # take index -> seed
     stem: Optional[StemAudio] = None
     input_hash: Optional[str] = None
+    unfinished: dict[int, Take] = field(default_factory=dict)  # take index -> claimed take whose audio is missing
 
 
 class Runner:
@@ -212,7 +213,8 @@ class Runner:
             if i in existing:
                 recorded = _sidecar_seed(existing[i].sidecar)
                 seeds[i] = recorded if recorded is not None else seeds[i]
-        return _Prepared(job, key, folder, done, todo, seeds, stem, input_hash)
+        unfinished = {i: existing[i] for i in todo if i in existing}
+        return _Prepared(job, key, folder, done, todo, seeds, stem, input_hash, unfinished)
 
     def _files(self, prep: _Prepared) -> list[Path]:
         takes = takes_for_key(prep.folder, prep.job.name, prep.key)
@@ -329,7 +331,7 @@ class Runner:
             "render_seconds": round(seconds, 3),
             **extra,
         }
-        take = claim_take(prep.folder, job.name, index, d.format, record)
+        take = claim_take(prep.folder, job.name, index, d.format, record, unfinished=prep.unfinished.get(index))
         try:
             write_audio_new(take.audio, np.atleast_2d(audio), rate, d.bit_depth, d.format)
         except BaseException:

@@ -258,19 +258,23 @@ def test_a_deleted_take_is_rendered_again_and_only_that_one(tmp_path, runner):
     folder = root / "renders/foley/door"
     lost = folder / "door_t02.wav"
     lost_seed = sidecar(lost)["seed"]
+    lost_audio, _ = sf.read(str(lost))
     lost.unlink()
     before = snapshot(root)
 
     [again] = render(runner, root)
     assert again.status == "rendered", again.error
-    assert len(again.files) == 3 and all(p.is_file() for p in again.files)
+    assert [p.name for p in again.files] == ["door_t01.wav", "door_t02.wav", "door_t03.wav"]
+    assert all(p.is_file() for p in again.files)
     after = snapshot(root)
-    assert {k: v for k, v in after.items() if k in before and k.endswith(".wav")} == {k: v for k, v in before.items() if k.endswith(".wav")}
-    new_audio = [k for k in after if k not in before and k.endswith(".wav")]
-    assert len(new_audio) == 1
-    # the missing take comes back with the seed it had
-    assert sidecar(root / new_audio[0])["seed"] == lost_seed
-    assert len(audio_files(folder)) == 3
+    # the other takes are untouched, and only the missing one was written
+    assert {k: after[k] for k in before if k.endswith(".wav")} == {k: v for k, v in before.items() if k.endswith(".wav")}
+    assert sorted(k for k in after if k.endswith(".wav") and k not in before) == ["renders/foley/door/door_t02.wav"]
+    assert audio_files(folder) == ["door_t01.wav", "door_t02.wav", "door_t03.wav"]
+    # it comes back with the seed it had: the same sound (rendered alone now, not in a batch of three)
+    assert sidecar(lost)["seed"] == lost_seed
+    back, _ = sf.read(str(lost))
+    assert np.allclose(back, lost_audio, atol=1e-4)
     assert_renders_clean(root)
     [third] = render(runner, root)
     assert third.status == "cached"

@@ -57,13 +57,19 @@ def takes_for_key(folder: Path, name: str, key: str) -> dict[int, Take]:
     return found
 
 
-def claim_take(folder: Path, name: str, index: int, ext: str, record: dict) -> Take:
+def claim_take(folder: Path, name: str, index: int, ext: str, record: dict, unfinished: Optional[Take] = None) -> Take:
     """Write the sidecar under the next free take number (never over another take) and return
-    where the audio goes. Safe against a concurrent writer: the link either wins or moves on."""
+    where the audio goes. Safe against a concurrent writer: the link either wins or moves on.
+
+    ``unfinished``: an earlier claim of this take whose audio is missing; the take is finished
+    under that number (its stale sidecar replaced) rather than claimed anew."""
     folder.mkdir(parents=True, exist_ok=True)
     pattern = _number_re(name)
     used = [int(m.group(1)) for p in folder.glob(f"{name}_t*") if (m := pattern.match(p.with_suffix(".json").name))]
     number = max(used, default=0) + 1
+    if unfinished is not None and not unfinished.audio.exists() and (m := pattern.match(unfinished.sidecar.name)):
+        unfinished.sidecar.unlink(missing_ok=True)
+        number = int(m.group(1))
     while True:
         stem = f"{name}_t{number:02d}"
         audio, sidecar = folder / f"{stem}.{ext}", folder / f"{stem}.json"
