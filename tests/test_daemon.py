@@ -279,3 +279,50 @@ def test_sigterm_leaves_the_running_job_queued_for_next_time(tmp_path):
     assert journal.get(job_id).state == "queued"
     journal.close()
     assert not files_under(project / "renders", "*.wav")
+
+
+def test_saving_the_cue_sheet_renders_only_the_cues_that_changed(served):
+    _, peer, project, state = served
+    peer.send("/audiohost/subscribe", peer.reply_port)
+    peer.wait_for(lambda m: m[0] == "/audiohost/subscribed", 5)
+
+    def sheet(second_prompt: str) -> str:
+        return (
+            '[[cue]]\nname = "sheet-a"\npreset = "quick"\nseed = 1\n\n'
+            f'[[cue]]\nname = "sheet-b"\npreset = "quick"\nseed = 2\nprompt = "{second_prompt}"\n'
+        )
+
+    def sheet_jobs() -> list:
+        journal = Journal(state / "journal.sqlite")
+        found = [e for e in journal.entries() if e.job.name.startswith("sheet-")]
+        journal.close()
+        return found
+
+    def wait_all_done(count: int) -> list:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = sheet_jobs()
+            if len(jobs) >= count and all(e.state == "done" for e in jobs):
+                return jobs
+            time.sleep(0.2)
+        raise AssertionError(sheet_jobs())
+
+    (project / "cues.toml").write_text(sheet("a creaking door"))
+    first = wait_all_done(2)
+    assert sorted(e.job.name for e in first) == ["sheet-a", "sheet-b"]
+    (project / "cues.toml").write_text(sheet("a slamming door"))
+    time.sleep(1.5)
+    second = wait_all_done(3)
+    assert sorted(e.job.name for e in second) == ["sheet-a", "sheet-b", "sheet-b"]
+    assert len(files_under(project / "renders" / "foley" / "sheet-a", "*.wav")) == 1
+    assert len(files_under(project / "renders" / "foley" / "sheet-b", "*.wav")) == 2
+
+    # asking for one cue over OSC answers with its takes and renders nothing new
+    peer.received.clear()
+    peer.send("/audiohost/render", "proj", "sheet-a", "again")
+    job_id = job_id_of(peer, "again")
+    address, args = done_or_failed(peer, job_id)
+    assert address == "/audiohost/job/done" and Path(args[1]).name == "sheet-a_t01.wav"
+    assert len(files_under(project / "renders" / "foley" / "sheet-a", "*.wav")) == 1
+    peer.send("/audiohost/render", "proj", "no-such-cue")
+    assert "no valid cue" in peer.wait_for(lambda m: m[0] == "/audiohost/error", 5)[1][1]

@@ -84,6 +84,8 @@ def foley(host, req: Request) -> None:
         req, [("project", STR), ("prompt or preset", STR)], [("duration", NUM), ("seed", INT), ("takes", INT)]
     )
     proj = host.project(project, req.address)
+    if seed is not None and seed < 0:
+        seed = None  # a negative seed asks for a fresh one (Max has no "nothing")
     overrides = {k: v for k, v in {"duration": duration, "seed": seed, "takes": takes}.items() if v is not None}
     job = host.job_for(proj, "foley", what, overrides, req.address)
     host.submit_request(job, req, tag)

@@ -1,0 +1,109 @@
+"""The journal and the daemon's settings, without a running daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.config.presets import Preset
+from host.config.schema import Delivery
+from host.daemon.config import load_config
+from host.errors import InputError
+from host.jobs.job import Job
+from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
+
+
+def job(name: str, duration: float = 1.0, takes: int = 1, kind: str = "foley") -> Job:
+    return Job(
+        kind=kind, name=name, project="/tmp/p", preset_name="p", preset_hash="h",
+        preset=Preset(kind=kind, prompt=name, duration=duration, takes=takes, steps=3), delivery=Delivery(),
+        input="/tmp/p/restyle/x.wav" if kind != "foley" else None,
+    )
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "journal.sqlite")
+    yield j
+    j.close()
+
+
+def test_accepted_jobs_survive_a_reopen(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    job_id, new = first.add(job("rain"), PRIORITY_OSC, tag="t1", reply_to=("127.0.0.1", 9011))
+    first.close()
+    again = Journal(path)
+    entry = again.get(job_id)
+    again.close()
+    assert new and entry.state == "queued" and entry.job.name == "rain" and entry.tag == "t1" and entry.reply_to == ("127.0.0.1", 9011)
+
+
+def test_requests_from_a_daw_run_before_folder_work(journal):
+    folder_id, _ = journal.add(job("from-folder"), PRIORITY_FOLDER)
+    osc_id, _ = journal.add(job("from-osc", duration=2.0), PRIORITY_OSC)
+    assert [e.id for e in journal.take_batch(1)] == [osc_id]
+    assert [e.id for e in journal.take_batch(1)] == [folder_id]
+
+
+def test_compatible_foley_jobs_are_claimed_together_up_to_the_batch_size(journal):
+    ids = [journal.add(job(f"j{k}", takes=2), PRIORITY_OSC)[0] for k in range(5)]
+    other, _ = journal.add(job("longer", duration=3.0), PRIORITY_OSC)
+    batch = journal.take_batch(batch_size=6)  # 3 jobs of 2 takes fit
+    assert [e.id for e in batch] == ids[:3]
+    assert all(journal.get(i).state == "running" for i in ids[:3])
+    assert [e.id for e in journal.take_batch(6)] == ids[3:]
+    assert [e.id for e in journal.take_batch(6)] == [other]
+    assert journal.take_batch(6) == []
+
+
+def test_the_queue_is_bounded(journal):
+    journal.add(job("a"), PRIORITY_OSC, bound=2)
+    journal.add(job("b"), PRIORITY_OSC, bound=2)
+    with pytest.raises(QueueFull, match="queue full"):
+        journal.add(job("c"), PRIORITY_OSC, bound=2)
+    assert journal.counts()["queued"] == 2
+
+
+def test_the_same_open_job_is_not_queued_twice(journal):
+    first, new1 = journal.add(job("a"), PRIORITY_FOLDER, dedupe="same")
+    second, new2 = journal.add(job("a"), PRIORITY_FOLDER, dedupe="same")
+    assert first == second and new1 and not new2
+    journal.finish(first, "done")
+    third, new3 = journal.add(job("a"), PRIORITY_FOLDER, dedupe="same")  # finished jobs do not block a new request
+    assert new3 and third != first
+
+
+def test_recover_requeues_what_a_crash_left_running(journal):
+    job_id, _ = journal.add(job("a"), PRIORITY_OSC)
+    journal.take_batch(1)
+    assert journal.get(job_id).state == "running"
+    assert journal.recover() == [job_id]
+    assert journal.get(job_id).state == "queued"
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path):
+    bad = tmp_path / "host.toml"
+    bad.write_text("osc_port = 99999\n")
+    with pytest.raises(InputError, match=r"host.toml osc_port: must be <= 65535"):
+        load_config(bad, {})
+    bad.write_text("batch_sise = 4\n")
+    with pytest.raises(InputError, match=r"batch_sise: unknown field; did you mean 'batch_size'"):
+        load_config(bad, {})
+    bad.write_text('allow = ["not-a-network"]\n')
+    with pytest.raises(InputError, match=r"allow"):
+        load_config(bad, {})
+    bad.write_text("osc_port = \n")
+    with pytest.raises(InputError, match="invalid TOML"):
+        load_config(bad, {})
+
+
+def test_only_allowed_networks_are_served(tmp_path):
+    cfg = tmp_path / "host.toml"
+    cfg.write_text('osc_host = "0.0.0.0"\nallow = ["127.0.0.0/8", "192.168.10.0/24"]\nprojects = ["p"]\n')
+    config = load_config(cfg, {"osc_port": 9999})
+    assert config.osc_port == 9999  # flags win over the file
+    assert config.projects == [Path(tmp_path / "p")]  # relative to the config file
+    assert config.allowed("127.0.0.1") and config.allowed("192.168.10.44")
+    assert not config.allowed("192.168.11.1") and not config.allowed("10.0.0.1") and not config.allowed("garbage")
