@@ -20,6 +20,7 @@ from tests.oscpeer import Daemon, OscPeer
 QUICK = 'kind = "foley"\nprompt = "a quick test sound"\nduration = 1.0\nsteps = 3\ntakes = 1\nguidance = 2.5\n'
 SLOW = 'kind = "foley"\nprompt = "a slow test sound"\nduration = 2.0\nsteps = 60\ntakes = 1\n'
 QUICK_RESTYLE = 'kind = "restyle"\nprompt = "steel drum"\nsteps = 4\nstrength = 0.5\ntakes = 1\n'
+QUICK_INPAINT = 'kind = "inpaint"\nprompt = "room tone"\nsteps = 4\ntakes = 1\n'
 
 
 def make_project(root: Path, cues: str = "") -> Path:
@@ -28,6 +29,7 @@ def make_project(root: Path, cues: str = "") -> Path:
     (root / "presets" / "quick.toml").write_text(QUICK)
     (root / "presets" / "slow.toml").write_text(SLOW)
     (root / "presets" / "quick-restyle.toml").write_text(QUICK_RESTYLE)
+    (root / "presets" / "quick-inpaint.toml").write_text(QUICK_INPAINT)
     (root / "cues.toml").write_text(cues)
     return root
 
@@ -326,3 +328,25 @@ def test_saving_the_cue_sheet_renders_only_the_cues_that_changed(served):
     assert len(files_under(project / "renders" / "foley" / "sheet-a", "*.wav")) == 1
     peer.send("/audiohost/render", "proj", "no-such-cue")
     assert "no valid cue" in peer.wait_for(lambda m: m[0] == "/audiohost/error", 5)[1][1]
+
+
+def test_restyle_and_inpaint_requests_over_osc(served):
+    _, peer, project, _ = served
+    stems = project / "stems"
+    original = write_tone(stems / "take.wav", 2.5, 44100, channels=2, subtype="PCM_24")
+    peer.received.clear()
+    peer.send("/audiohost/restyle", "proj", "stems/take.wav", "quick-restyle", 0.7, "rs")
+    address, args = done_or_failed(peer, job_id_of(peer, "rs"))
+    assert address == "/audiohost/job/done", args
+    assert sf.info(args[1]).frames == round(len(original) * 48000 / 44100)
+
+    peer.send("/audiohost/inpaint", "proj", str(stems / "take.wav"), 1.0, 1.4, "quick-inpaint", "ip")
+    address, args = done_or_failed(peer, job_id_of(peer, "ip"))
+    assert address == "/audiohost/job/done", args
+    filled, rate = sf.read(args[1], dtype="int32")
+    source, _ = sf.read(str(stems / "take.wav"), dtype="int32")
+    assert rate == 44100 and filled.shape == source.shape and sf.info(args[1]).subtype == "PCM_24"
+    edge = int(0.01 * rate)
+    a, b = round(1.0 * rate) - edge, round(1.4 * rate) + edge
+    assert np.array_equal(filled[:a], source[:a]) and np.array_equal(filled[b:], source[b:])
+    assert not np.array_equal(filled[a:b], source[a:b])
