@@ -67,6 +67,13 @@ class _Prepared:
     seeds: dict[int, int]  # take index -> seed
     stem: Optional[StemAudio] = None
     input_hash: Optional[str] = None
+    _chain: Optional[object] = None
+
+    def chain(self):
+        """The preset's effects chain, built once per job (a VST3 loads once, not per take)."""
+        if self._chain is None:
+            self._chain = build_chain(list(self.job.preset.chain), where=f"preset {self.job.preset_name}", base_dir=Path(self.job.project))
+        return self._chain
     unfinished: dict[int, Take] = field(default_factory=dict)  # take index -> claimed take whose audio is missing
 
 
@@ -264,7 +271,7 @@ class Runner:
             gap_list = gapmath.check_gaps(found, n / rate, max_gap)
         except ValueError as err:
             raise InputError(f"{job.input} gaps", str(err)) from None
-        board = build_chain(list(p.chain), where=f"preset {job.preset_name}", base_dir=Path(job.project))
+        board = prep.chain()
         seeds = [prep.seeds[i] for i in prep.todo]
         results = {i: stem.audio.copy() for i in prep.todo}
         t0 = time.monotonic()
@@ -300,8 +307,7 @@ class Runner:
         audio = resample(np.atleast_2d(wave).astype(np.float32), rate, d.sample_rate)
         if exact_length is not None:
             audio = _fit(audio, exact_length)
-        board = build_chain(list(job.preset.chain), where=f"preset {job.preset_name}", base_dir=Path(job.project))
-        audio = apply_chain(board, audio, d.sample_rate)
+        audio = apply_chain(prep.chain(), audio, d.sample_rate)
         audio, out_rate, report = finish(audio, d.sample_rate, d)
         self._write(prep, index, audio, out_rate, d, seconds, extra, report)
 

@@ -40,11 +40,11 @@ class RestylePipeline:
         """One mono float32 waveform per seed, at the model's rate, as long as the stem."""
         model = self.model
         # 0. the stem as the model hears it: mono, 16 kHz, peak 0.5
-        wave = mel.to_model_rate(np.atleast_2d(stem).mean(axis=0), sample_rate)
-        wave, gain = steps.peak_normalise(wave)
+        heard = mel.to_model_rate(np.atleast_2d(stem).mean(axis=0), sample_rate)
+        if strength <= 0.0 or len(heard) == 0:
+            return [heard.astype(np.float32) for _ in seeds]  # strength 0 keeps the stem
+        wave, gain = steps.peak_normalise(heard)
         total = len(wave)
-        if strength <= 0.0 or total == 0:
-            return [(wave / gain).astype(np.float32) for _ in seeds]
 
         # 1. encode the prompt once for every take
         embeds = steps.encode_prompts(model, [prompt] * len(seeds), [negative_prompt] * len(seeds), guidance)
