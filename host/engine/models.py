@@ -130,7 +130,7 @@ def load_model(
         dlogging.set_verbosity_error()
         tlogging.set_verbosity_error()
         try:
-            pipe = _from_pretrained(AudioLDMPipeline, source, model_id, dtype)
+            pipe, folder = _from_pretrained(AudioLDMPipeline, source, model_id, dtype)
         finally:
             dlogging.set_verbosity(previous)
             tlogging.set_verbosity(previous_t)
@@ -145,7 +145,7 @@ def load_model(
         module.requires_grad_(False)
     return Model(
         id=model_id,
-        revision=_revision(Path(pipe.config._name_or_path) if pipe.config._name_or_path else None),
+        revision=_revision(folder),
         device=dev,
         dtype=dtype,
         vae=pipe.vae,
@@ -174,17 +174,23 @@ def _resolve(name: str) -> tuple[str, str]:
 
 
 def _from_pretrained(cls, source: str, model_id: str, dtype):
+    """(pipeline, the folder it was loaded from). A hub id is looked up in the local cache
+    first, so an offline machine never waits on the network, and so its snapshot (revision)
+    is known."""
     if Path(source).exists():
-        return cls.from_pretrained(source, torch_dtype=dtype)
-    # A hub id: the local cache first, so an offline machine never waits on the network.
+        return cls.from_pretrained(source, torch_dtype=dtype), Path(source)
+    from huggingface_hub import snapshot_download
+
     try:
-        return cls.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
+        folder = Path(snapshot_download(source, local_files_only=True))
+        return cls.from_pretrained(str(folder), torch_dtype=dtype), folder
     except Exception as cached_err:  # noqa: BLE001 - any failure here means "not usable from the cache"
         log.debug("not in the local cache: %s", cached_err)
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise InputError(f"--model {model_id}", _fetch_hint(model_id, "is not in the local Hugging Face cache and HF_HUB_OFFLINE=1"))
     try:
-        return cls.from_pretrained(source, torch_dtype=dtype)
+        pipe = cls.from_pretrained(source, torch_dtype=dtype)
+        return pipe, Path(snapshot_download(source, local_files_only=True))
     except Exception as err:  # noqa: BLE001
         raise InputError(
             f"--model {model_id}", _fetch_hint(model_id, f"is neither cached nor reachable ({type(err).__name__})")
