@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- render
 def _render(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -94,7 +95,7 @@ def _render(args) -> int:
     from host.runner import Runner, cached_takes
 
     console = Console(stderr=False)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal or pipe
     plan = plan_project(args.project)
     jobs = plan.jobs
     if args.only:
@@ -104,7 +105,7 @@ def _render(args) -> int:
             plan.problems.append(InputError(f"--only {name}", "no cue or stem of that name in the project"))
         jobs = [j for j in jobs if j.name in wanted]
     for problem in plan.problems:
-        err.print(f"[red]error:[/red] {problem}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, markup=True)
     model_name = args.model or plan.project.settings.model or DEFAULT_MODEL
 
     if args.dry_run:

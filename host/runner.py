@@ -221,7 +221,7 @@ class Runner:
                 recorded = _sidecar_seed(existing[i].sidecar)
                 seeds[i] = recorded if recorded is not None else seeds[i]
         unfinished = {i: existing[i] for i in todo if i in existing}
-        return _Prepared(job, key, folder, done, todo, seeds, stem, input_hash, unfinished)
+        return _Prepared(job, key, folder, done, todo, seeds, stem, input_hash, unfinished=unfinished)
 
     def _files(self, prep: _Prepared) -> list[Path]:
         takes = takes_for_key(prep.folder, prep.job.name, prep.key)

@@ -94,7 +94,14 @@ def build_tiny():
         clip_sample=False, set_alpha_to_one=False, steps_offset=1,
     )
     _calibrate_vocoder(vae, vocoder)
-    return AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, vocoder=vocoder)
+    from diffusers.utils import logging as dlogging
+
+    previous = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # diffusers' deprecation notice for AudioLDMPipeline is not the user's business
+    try:
+        return AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, vocoder=vocoder)
+    finally:
+        dlogging.set_verbosity(previous)
 
 
 def _calibrate_vocoder(vae, vocoder, target_rms: float = 0.1) -> None:

@@ -49,6 +49,8 @@ def read_stem(path: Path, max_seconds: float = MAX_STEM_SECONDS, max_bytes: int 
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "does not exist" in reason or "Format not recognised" in reason or "unknown format" in reason.lower():
+            reason = "format not recognised or the file is corrupt"  # libsndfile's wording misleads here
         raise InputError(where, f"not a readable audio file ({reason})") from None
     if not np.all(np.isfinite(data)):
         raise InputError(where, "contains NaN or infinite samples")
