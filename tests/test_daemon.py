@@ -38,13 +38,19 @@ def files_under(root: Path, pattern: str) -> list[Path]:
     return sorted(p for p in root.rglob(pattern) if p.is_file())
 
 
+def start_daemon(project: Path, state: Path, peer: OscPeer = None) -> tuple[Daemon, OscPeer]:
+    """A daemon serving ``project``, and a peer talking to it (a new one unless given)."""
+    peer = peer or OscPeer(0)
+    daemon = Daemon([project], state, peer.reply_port).start()
+    peer.daemon = ("127.0.0.1", daemon.port)
+    return daemon, peer
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("served")
     project = make_project(base / "proj")
-    peer = OscPeer(0)
-    daemon = Daemon([project], base / "state", peer.reply_port).start()
-    peer.daemon = ("127.0.0.1", daemon.port)
+    daemon, peer = start_daemon(project, base / "state")
     try:
         daemon.wait_ready(peer)
         yield daemon, peer, project, base / "state"
@@ -213,9 +219,7 @@ def test_kill_9_mid_render_then_restart_finishes_every_job_exactly_once(tmp_path
     cues = "".join(f'[[cue]]\nname = "cue{k}"\npreset = "slow"\nsteps = 25\ntakes = 2\nseed = {k}\n\n' for k in range(3))
     project = make_project(tmp_path / "proj", cues)
     state = tmp_path / "state"
-    peer = OscPeer(0)
-    daemon = Daemon([project], state, peer.reply_port).start()
-    peer.daemon = ("127.0.0.1", daemon.port)
+    daemon, peer = start_daemon(project, state)
     try:
         daemon.wait_ready(peer)
         peer.send("/audiohost/foley", "proj", "quick", 1.0, 5, 3, "osc-job")
@@ -232,10 +236,7 @@ def test_kill_9_mid_render_then_restart_finishes_every_job_exactly_once(tmp_path
         accepted = [e.id for e in journal.entries()]
         journal.close()
 
-        daemon = Daemon([project], state, peer.reply_port)
-        daemon.port = int(peer.daemon[1])
-        daemon.args[daemon.args.index("--osc-port") + 1] = str(daemon.port)
-        daemon.start()
+        daemon, _ = start_daemon(project, state, peer)  # same journal, same reply port, a new OSC port
         daemon.wait_ready(peer)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -265,9 +266,7 @@ def test_kill_9_mid_render_then_restart_finishes_every_job_exactly_once(tmp_path
 def test_sigterm_leaves_the_running_job_queued_for_next_time(tmp_path):
     project = make_project(tmp_path / "proj")
     state = tmp_path / "state"
-    peer = OscPeer(0)
-    daemon = Daemon([project], state, peer.reply_port).start()
-    peer.daemon = ("127.0.0.1", daemon.port)
+    daemon, peer = start_daemon(project, state)
     try:
         daemon.wait_ready(peer)
         peer.send("/audiohost/foley", "proj", "slow", 2.0, 9, 1, "long")

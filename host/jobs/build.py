@@ -12,30 +12,12 @@ from host.jobs.job import Job
 
 
 def job_from_cue(project: Project, cue: Cue, source: str = "cue") -> Job:
-    return Job(
-        kind="foley",
-        name=cue.name,
-        project=str(project.root),
-        preset_name=cue.preset_name,
-        preset_hash=cue.preset_hash,
-        preset=cue.preset,
-        delivery=cue.preset.delivery.apply(project.settings.delivery),
-        source=source,
-    )
+    return job_from_preset(project, cue.name, cue.preset_name, cue.preset_hash, cue.preset, source=source)
 
 
 def job_from_stem(project: Project, stem: Stem, source: str = "drop") -> Job:
-    return Job(
-        kind=stem.kind,
-        name=stem.name,
-        project=str(project.root),
-        preset_name=stem.preset_name,
-        preset_hash=stem.preset_hash,
-        preset=stem.preset,
-        delivery=stem.preset.delivery.apply(project.settings.delivery),
-        input=str(Path(stem.path).resolve()),
-        gaps=stem.gaps,
-        source=source,
+    return job_from_preset(
+        project, stem.name, stem.preset_name, stem.preset_hash, stem.preset, input=stem.path, gaps=stem.gaps, source=source
     )
 
 
