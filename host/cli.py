@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first render, faster after)")
         p.add_argument("--cpu-offload", action="store_true", help="keep only the running component on the GPU")
         p.add_argument("--batch-size", type=int, default=8, help="takes per batched denoising call (default 8)")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice; try 1 beside a busy DAW)")
 
     r = sub.add_parser("render", help="render a project's cue sheet and waiting stems", description="Render the cue sheet and whatever waits in restyle/ and inpaint/; exit 0 only when every job succeeded.")
     r.add_argument("project", type=Path)
@@ -135,7 +136,7 @@ def _render(args) -> int:
             return 0 if not plan.problems else 1
 
     with console.status(f"loading {model_name}"):
-        model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload)
+        model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)
     runner = Runner(model, batch_size=args.batch_size)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks = {id(j): progress.add_task(f"{j.kind:8} {j.name}", total=1.0) for j in jobs}

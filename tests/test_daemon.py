@@ -204,15 +204,23 @@ def test_cancel_stops_a_running_job_and_writes_nothing(served):
     peer.received.clear()
     peer.send("/audiohost/foley", "proj", "slow", 2.0, 77, 1, "to-cancel")
     job_id = job_id_of(peer, "to-cancel")
+    peer.send("/audiohost/foley", "proj", "slow", 2.0, 78, 1, "waiting")
+    waiting = job_id_of(peer, "waiting")
     peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == job_id, 30)
-    peer.send("/audiohost/cancel", job_id)
+    peer.send("/audiohost/cancel", waiting)  # still queued: cancelled at once
+    peer.wait_for(lambda m: m[0] == "/audiohost/job/cancelled" and m[1][0] == waiting, 10)
+    peer.send("/audiohost/cancel", job_id)  # running: stops at the next step
+    peer.wait_for(lambda m: m[0] == "/audiohost/cancelling" and m[1][0] == job_id, 10)
     peer.wait_for(lambda m: m[0] == "/audiohost/job/cancelled" and m[1][0] == job_id, 10)
+    time.sleep(0.3)
+    for cancelled in (job_id, waiting):  # one announcement each, not two
+        assert sum(1 for m in peer.received if m[0] == "/audiohost/job/cancelled" and m[1][0] == cancelled) == 1
     journal = Journal(state / "journal.sqlite")
     entry = journal.get(job_id)
     journal.close()
     assert entry.state == "cancelled" and entry.progress < 1.0
     for sidecar in files_under(project / "renders", "*.json"):
-        assert '"seed": 77' not in sidecar.read_text()
+        assert '"seed": 77' not in sidecar.read_text() and '"seed": 78' not in sidecar.read_text()
 
 
 def test_kill_9_mid_render_then_restart_finishes_every_job_exactly_once(tmp_path):

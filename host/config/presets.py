@@ -28,6 +28,8 @@ PresetKind = Literal["foley", "restyle", "inpaint"]
 KINDS: tuple[str, ...] = ("foley", "restyle", "inpaint")
 
 SEED_MAX = 2**32 - 1
+# AudioLDM's schedule has 1000 training steps and DDIM offsets by one: 999 is the most it can take
+MAX_STEPS = 999
 
 # The fields a cue or a sidecar may change; ``kind`` and ``description`` belong to the preset.
 OVERRIDABLE = (
@@ -226,7 +228,7 @@ class Preset(BaseModel):
     @field_validator("steps")
     @classmethod
     def _steps(cls, value: int) -> int:
-        return _between(value, 1, 1000)
+        return _between(value, 1, MAX_STEPS)
 
     @field_validator("guidance")
     @classmethod

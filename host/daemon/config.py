@@ -28,6 +28,7 @@ class DaemonConfig(BaseModel):
     device: Optional[str] = None
     compile: bool = False
     cpu_offload: bool = False
+    threads: Optional[int] = Field(None, ge=1, le=256, description="CPU threads for torch")
     osc_host: str = "127.0.0.1"
     osc_port: int = Field(9010, ge=0, le=65535)
     reply_port: int = Field(9011, ge=1, le=65535)

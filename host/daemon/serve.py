@@ -43,6 +43,7 @@ def serve_from_args(args) -> int:
         "reply_port": args.reply_port,
         "state_dir": str(args.state_dir) if args.state_dir else None,
         "batch_size": args.batch_size if args.batch_size != 8 else None,
+        "threads": args.threads,
     }
     config = load_config(args.config, overrides)
     return serve(config)
@@ -114,7 +115,7 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
 
     def make_runner() -> Runner:
         log.info("loading model %s", model_name)
-        model = load_model(model_name, device=config.device, compile_unet=config.compile, cpu_offload=config.cpu_offload)
+        model = load_model(model_name, device=config.device, compile_unet=config.compile, cpu_offload=config.cpu_offload, threads=config.threads)
         host.model_id, host.model_revision = model.id, model.revision
         log.info("model %s ready on %s", model.id, model.device)
         return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6))

@@ -209,12 +209,14 @@ class RenderHost:
         self.announcer.send("/audiohost/error", ["folder", str(err)[:300]])
 
     # ---------------------------------------------------------------- control
-    def cancel(self, job_id: int, where: str) -> str:
+    def cancel(self, job_id: int, where: str, canceller=None) -> str:
         entry = self.journal.get(job_id)
         if entry is None:
             raise InputError(where, f"no job {job_id}")
         if entry.state == "queued" and self.journal.cancel_queued(job_id):
             self.announcer.cancelled(job_id, entry.tag, entry.reply_to)
+            if canceller is not None and (canceller.sender[0], self.config.reply_port) != entry.reply_to:
+                self.reply(canceller, "/audiohost/job/cancelled", [job_id, entry.tag])  # someone else asked
             return "cancelled"
         if entry.state == "running" and self.worker is not None:
             self.worker.cancel(job_id)

@@ -111,9 +111,17 @@ def load_model(
     device: Optional[str] = None,
     compile_unet: bool = False,
     cpu_offload: bool = False,
+    threads: Optional[int] = None,
 ) -> Model:
-    """Load a checkpoint through diffusers' ``from_pretrained``; ``tiny`` is built and cached first."""
+    """Load a checkpoint through diffusers' ``from_pretrained``; ``tiny`` is built and cached first.
+
+    ``threads`` caps torch's CPU threads: on a small machine shared with a DAW, fewer threads
+    than cores keeps renders from stalling behind the DAW's audio threads.
+    """
     import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
     from diffusers import AudioLDMPipeline
     from diffusers.utils import logging as dlogging
     from transformers.utils import logging as tlogging

@@ -6,6 +6,7 @@ Audio is float32 ``(channels, samples)`` with an int sample rate, as everywhere 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import pyloudnorm
@@ -103,8 +104,11 @@ def finish(audio: np.ndarray, rate: int, delivery: Delivery) -> tuple[np.ndarray
                 break
             gain_db += target - loud
     limited = peaks.max(initial=0.0) * _db_to_gain(gain_db) > _db_to_gain(ceiling)
+    peak: Optional[float] = None  # the true peak of y, when it is known without measuring again
     if not limited:
         y = x * _db_to_gain(gain_db)
+        top = peaks.max(initial=0.0) * _db_to_gain(gain_db)  # the envelope scales with a static gain
+        peak = 20.0 * math.log10(top) if top > 0 else -math.inf
     elif target is None or loudness_in is None:
         y = _limit(x, peaks, gain_db, out_rate, ceiling - AIM_BELOW_DB, *LIMITER_STAGES[0])
     else:
@@ -112,13 +116,14 @@ def finish(audio: np.ndarray, rate: int, delivery: Delivery) -> tuple[np.ndarray
 
     # Last resort: whatever the limiter left over the ceiling comes off as plain gain.
     for _ in range(4):
-        peak = true_peak_db(y, out_rate)
+        peak = true_peak_db(y, out_rate) if peak is None else peak
         if peak <= ceiling:
             break
         y = y * _db_to_gain(ceiling - AIM_BELOW_DB / 2 - peak)
+        peak = None
 
     out = np.ascontiguousarray(y, dtype=np.float32)
-    peak_out = true_peak_db(out, out_rate)
+    peak_out = true_peak_db(out, out_rate) if peak is None else peak
     report = {
         "loudness_in": loudness_in,
         "loudness_out": integrated_loudness(out, out_rate),

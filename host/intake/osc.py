@@ -122,8 +122,9 @@ def inpaint(host, req: Request) -> None:
 
 def cancel(host, req: Request) -> None:
     (job_id,), tag = parse_args(req, [("job id", INT)])
-    state = host.cancel(job_id, req.address)
-    host.reply(req, "/audiohost/cancelling" if state == "running" else "/audiohost/job/cancelled", [job_id, tag])
+    state = host.cancel(job_id, req.address, canceller=req)
+    if state == "running":  # /job/cancelled follows once the render has stopped at a step boundary
+        host.reply(req, "/audiohost/cancelling", [job_id, tag])
 
 
 def status(host, req: Request) -> None:

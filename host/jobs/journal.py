@@ -108,9 +108,11 @@ class Journal:
             first = _entry(rows[0])
             batch = [first]
             group = first.job.batch_group()
+            takes = first.job.preset.takes
             if group is not None:
-                takes = first.job.preset.takes
                 for row in rows[1:]:
+                    if takes >= batch_size:
+                        break  # full: no need to look at (or parse) the rest of the queue
                     other = _entry(row)
                     if other.job.batch_group() == group and takes + other.job.preset.takes <= batch_size:
                         batch.append(other)
