@@ -111,7 +111,7 @@ def test_sidecar_preset_overrides_folder(project, builtins):
         ('gaps = [[1.0, "x"]]\n', "gaps", "number"),
         ("duration = 3\n", "duration", "unknown field"),
         ("strenght = 0.2\n", "strenght", "did you mean 'strength'"),
-        ("steps = 0\n", "steps", "between 1 and 1000"),
+        ("steps = 0\n", "steps", "between 1 and 999"),
         ("takes = 1.5\n", "takes", "whole number"),
         ("gaps = [[1.0, 2.0]\n", "", "invalid TOML"),
     ],
