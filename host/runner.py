@@ -32,7 +32,7 @@ from host.finish.delivery import finish, resample
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
 from host.jobs.job import Job
 from host.output.files import file_sha256, write_audio_new
-from host.output.takes import Take, claim_take, release_take, take_folder, takes_for_key
+from host.output.takes import Take, claim_take, read_sidecar, release_take, take_folder, takes_for_key
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +354,6 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
 
 
 def _sidecar_seed(path: Path) -> Optional[int]:
-    from host.output.takes import read_sidecar
-
     data = read_sidecar(path)
     return data.get("seed") if data else None
 

@@ -145,7 +145,7 @@ class RenderHost:
         if cue is not None:
             cues = [c for c in cues if c.name == cue]
             if not cues:
-                bad = [p for p in problems if f"cue" in p.where]
+                bad = [p for p in problems if "cue" in p.where]
                 raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
         for p in problems:
             self.announcer.send("/audiohost/error", [req.address, str(p)], (req.sender[0], self.config.reply_port), subscribers=False)
