@@ -92,7 +92,7 @@ def _render(args) -> int:
     from rich.table import Table
 
     from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
-    from host.jobs.plan import plan_project
+    from host.plan.project import plan_project
     from host.runner import Runner, cached_takes
 
     console = Console(stderr=False)

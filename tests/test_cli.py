@@ -17,7 +17,7 @@ import pytest
 
 import host
 from host.config.presets import BUILTIN_DIR
-from host.jobs.plan import plan_project
+from host.plan.project import plan_project
 from tests.conftest import write_tone
 
 REPO = Path(__file__).resolve().parents[1]

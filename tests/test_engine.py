@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from host import mel
 from host.engine.foley import FoleyPipeline, FoleyTake
 from host.engine.inpaint import InpaintPipeline
 from host.engine.restyle import RestylePipeline
+from host.engine import steps as steps_module
 from host.engine.steps import Cancelled
 
 STEPS = 2
@@ -122,6 +124,26 @@ def test_restyle_of_a_stem_longer_than_the_window_joins_windows_to_full_length(r
     assert [d for d, _ in seen] == list(range(1, 3 * STEPS + 1))
 
 
+def test_restyle_takes_draw_independent_noise_in_every_window(restyle, tiny_model, monkeypatch):
+    """Consecutive seeds (takes 1 and 2 of a cue) must not share noise: window k of take 2 is not
+    window k + 1 of take 1."""
+    drawn = []
+    real = steps_module.seeded_noise
+    monkeypatch.setattr(steps_module, "seeded_noise", lambda model, seeds, frames: (drawn.append(list(seeds)), real(model, seeds, frames))[1])
+    stem = _stem(12.0, 16000)
+    restyle(stem, 16000, "a radio", "", [100, 101], 0.5, 2, GUIDANCE)
+    assert len(drawn) == 3  # three windows, both takes in each call
+    noises = {}
+    for k, seeds in enumerate(drawn):
+        for take, seed in enumerate(seeds):
+            shape = steps_module.latent_shape(tiny_model, 64)
+            noises[(take, k)] = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)))
+    keys = list(noises)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            assert not torch.equal(noises[a], noises[b]), f"take/window {a} and {b} share their noise"
+
+
 def test_restyle_is_deterministic_per_seed(restyle):
     stem = _stem(1.0, 16000)
     [a] = restyle(stem, 16000, "texture", "", [42], 0.5, 4, GUIDANCE)
@@ -154,19 +176,43 @@ def test_restyle_strength_changes_how_far_it_moves(restyle):
 # --------------------------------------------------------------------------- inpaint
 
 
-def test_inpaint_fill_is_as_long_as_the_window_and_seeded(inpaint):
-    window = _stem(2.0, 44100, channels=2)
-    gap = (0.8, 1.0)
-    a = inpaint(window, 44100, gap, "room tone", "", [5, 6], STEPS, GUIDANCE)
-    b = inpaint(window, 44100, gap, "room tone", "", [5], STEPS, GUIDANCE)
-    n16 = int(round(window.shape[1] * 16000 / 44100))
-    assert len(a) == 2 and all(f.shape == (n16,) for f in a)
+def test_inpaint_take_is_the_stem_with_its_gap_generated_and_seeded(inpaint):
+    stem = _stem(2.0, 44100, channels=2)
+    gap, window = (0.8, 1.0), (0.0, 2.0)
+    a = inpaint(stem, 44100, [gap], [window], "room tone", "", [5, 6], STEPS, GUIDANCE)
+    b = inpaint(stem, 44100, [gap], [window], "room tone", "", [5], STEPS, GUIDANCE)
+    heard = mel.to_model_rate(stem.mean(axis=0), 44100)
+    assert len(a) == 2 and all(t.shape == heard.shape for t in a)
+    # outside the gap and its 10 ms context fades the take is the stem as the model hears it
+    outside = np.ones(len(heard), dtype=bool)
+    outside[round(0.795 * 16000) : round(1.005 * 16000)] = False
+    for take in a:
+        assert np.allclose(take[outside], heard[outside], atol=1e-6)
+    inside = slice(int(0.81 * 16000), int(0.99 * 16000))
+    assert not np.allclose(a[0][inside], heard[inside], atol=1e-3)
     # the same seed fills the same, alone or next to another take (float rounding aside)
-    scale = float(np.abs(b[0]).max())
+    scale = float(np.abs(b[0][inside]).max())
     assert np.allclose(a[0], b[0], atol=1e-5 * scale)
-    assert not np.allclose(a[0], a[1], atol=1e-2 * scale)
-    again = inpaint(window, 44100, gap, "room tone", "", [5], STEPS, GUIDANCE)
+    assert not np.allclose(a[0][inside], a[1][inside], atol=1e-2 * scale)
+    again = inpaint(stem, 44100, [gap], [window], "room tone", "", [5], STEPS, GUIDANCE)
     assert np.array_equal(again[0], b[0])
+
+
+def test_a_later_gap_hears_the_earlier_fill_not_silence(inpaint, monkeypatch):
+    """Two gaps whose windows overlap: the second window the model encodes holds the first fill."""
+    stem = _stem(3.0, 16000)
+    stem[:, int(1.0 * 16000) : int(1.3 * 16000)] = 0.0
+    stem[:, int(1.8 * 16000) : int(2.1 * 16000)] = 0.0
+    seen = []
+    real = steps_module.encode_audio
+    monkeypatch.setattr(steps_module, "encode_audio", lambda model, wave, frames: (seen.append(np.array(wave)), real(model, wave, frames))[1])
+    windows = [(0.0, 3.0), (0.0, 3.0)]
+    [take] = inpaint(stem, 16000, [(1.0, 1.3), (1.8, 2.1)], windows, "room tone", "", [3], STEPS, GUIDANCE)
+    assert len(seen) == 2
+    first_gap = slice(int(1.02 * 16000), int(1.28 * 16000))
+    assert np.ptp(seen[0][first_gap]) == 0.0  # the first window: the gap is silent (a constant after DC removal)
+    assert np.ptp(seen[1][first_gap]) > 1e-3  # the second: it holds the first fill
+    assert np.max(np.abs(take[int(1.82 * 16000) : int(2.08 * 16000)])) > 1e-3
 
 
 # --------------------------------------------------------------------------- progress and cancelling
@@ -178,7 +224,7 @@ def _run(mode, pipelines, on_step, steps=4):
         return foley([FoleyTake("thunder", "", 1)], 1.0, steps, GUIDANCE, on_step=on_step)
     if mode == "restyle":
         return restyle(_stem(1.0, 16000), 16000, "thunder", "", [1], 1.0, steps, GUIDANCE, on_step=on_step)
-    return inpaint(_stem(2.0, 16000), 16000, (0.8, 1.0), "thunder", "", [1], steps, GUIDANCE, on_step=on_step)
+    return inpaint(_stem(2.0, 16000), 16000, [(0.8, 1.0)], [(0.0, 2.0)], "thunder", "", [1], steps, GUIDANCE, on_step=on_step)
 
 
 @pytest.mark.parametrize("mode", ["foley", "restyle", "inpaint"])

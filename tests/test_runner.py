@@ -21,7 +21,7 @@ from scipy.signal import resample_poly
 
 import host
 from host.config.presets import BUILTIN_DIR, content_hash
-from host.jobs.plan import plan_project
+from host.plan.project import plan_project
 from host.runner import Outcome, Runner, cached_takes
 from tests.conftest import write_tone
 
@@ -153,7 +153,7 @@ def test_sidecar_records_how_the_take_was_made(tmp_path, runner, tiny_model):
         assert record["guidance"] == 3.5
         assert record["scheduler"] == "ddim"
         assert isinstance(record["seed"], int)
-        assert record["model"] == {"id": "tiny", "revision": tiny_model.revision}
+        assert record["model"] == {"id": "tiny", "revision": tiny_model.revision, "family": "audioldm"}
         assert record["preset"]["name"] == "ui-click"
         assert record["preset"]["hash"] == content_hash(preset_file.read_bytes())
         assert record["host_version"] == host.__version__

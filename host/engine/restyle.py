@@ -63,7 +63,7 @@ class RestylePipeline:
             frames = model.frames_for((end - start) / model.sample_rate)
             # 2. the window's latent, noised to where the strength starts the schedule
             clean = steps.encode_audio(model, wave[start:end], frames).repeat(len(seeds), 1, 1, 1)
-            noise = steps.seeded_noise(model, [s + k for s in seeds], frames)
+            noise = steps.seeded_noise(model, [steps.part_seed(s, k) for s in seeds], frames)
             sched = model.new_scheduler(scheduler)
             timesteps = steps.sdedit_timesteps(sched, num_steps, strength)
             latents = sched.add_noise(clean, noise, timesteps[:1].repeat(len(seeds)))

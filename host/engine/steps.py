@@ -42,6 +42,15 @@ def latent_shape(model: Model, frames: int) -> tuple[int, int, int]:
     return channels, frames // model.vae_scale, int(model.vocoder.config.model_in_dim) // model.vae_scale
 
 
+def part_seed(seed: int, part: int) -> int:
+    """The seed for part ``part`` (a window, a gap) of a take rendered from ``seed``: part 0 is the
+    seed itself; later parts draw from (seed, part) so no two takes or parts share their noise
+    (``seed + part`` would hand take 2's window k the noise of take 1's window k + 1)."""
+    if part == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(part)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def seeded_noise(model: Model, seeds: Sequence[int], frames: int) -> torch.Tensor:
     """One noise tensor per seed, drawn on the CPU so a seed means the same audio on any device
     and a take does not change when it is batched with others."""

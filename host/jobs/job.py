@@ -33,11 +33,14 @@ class Job(BaseModel):
     preset: Preset  # with every override (cue fields, sidecar, OSC arguments) applied
     delivery: Delivery  # the project's, with the preset's overrides applied
     input: Optional[str] = None  # the stem, for restyle and inpaint
+    input_sha256: Optional[str] = None  # the stem's content when the job was accepted (hashed once, off the OSC thread)
+    region: Optional[tuple[float, float]] = None  # restyle only this part of the stem: (start, length) in seconds
     gaps: Optional[tuple[tuple[float, float], ...]] = None  # None: find runs of digital silence
     source: str = "cli"  # where it came from: cli, cue, drop, osc
 
-    def key(self, model_id: str, model_revision: str, input_hash: Optional[str]) -> str:
-        """Hash of everything that determines the takes (not where the request came from)."""
+    def key(self, model_id: str, model_revision: str, input_hash: Optional[str] = None) -> str:
+        """Hash of everything that determines the takes (not where the request came from).
+        ``input_hash`` is the stem's content as read now (default: as accepted)."""
         material = {
             "render_version": RENDER_VERSION,
             "kind": self.kind,
@@ -45,9 +48,11 @@ class Job(BaseModel):
             "preset": self.preset.model_dump(mode="json"),
             "delivery": self.delivery.model_dump(mode="json"),
             "gaps": self.gaps,
-            "input": input_hash,
+            "input": input_hash if input_hash is not None else self.input_sha256,
             "model": [model_id, model_revision],
         }
+        if self.region is not None:  # absent from older keys, so their takes stay cached
+            material["region"] = list(self.region)
         blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
 

@@ -1,0 +1,170 @@
+"""The plan stage: for one job, which takes already exist and what the model must render.
+
+``plan_takes`` reads the job's stem once (its content hashed from the same read), works out the
+job key, the takes already on disk for it, the take indices still to render and their seeds,
+and for inpainting the gaps and the context windows around them. ``render_work`` turns a plan
+into the render stage's :class:`~host.render.backend.RenderWork`. Nothing here touches a model.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Hashable, Optional
+
+import numpy as np
+
+from host import mel
+from host.engine import gaps as gapmath
+from host.errors import InputError
+from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
+from host.jobs.job import Job
+from host.output.files import file_sha256
+from host.output.takes import Take, TakeIndex, read_sidecar, take_folder
+from host.render.backend import ModelInfo, RenderWork
+
+# inpaint context: at least this much of the stem on each side of a gap
+MIN_CONTEXT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_stem_seconds: float = MAX_STEM_SECONDS
+    max_stem_bytes: int = MAX_STEM_BYTES
+
+
+@dataclass(frozen=True)
+class InputSnapshot:
+    """The stem as it was read for this plan: content hash and the file's identity then, so a
+    change while the job renders is noticed before anything is published."""
+
+    path: str
+    sha256: str
+    signature: tuple  # (device, inode, size, mtime_ns)
+
+    def unchanged(self) -> bool:
+        return _file_signature(self.path) == self.signature
+
+
+@dataclass
+class TakePlan:
+    job: Job
+    key: str
+    folder: Path
+    done: dict[int, Take]  # take index -> take already on disk
+    todo: list[int]  # take indices still to render
+    seeds: dict[int, int]  # take index -> seed
+    unfinished: dict[int, Take] = field(default_factory=dict)  # claimed before a crash, audio missing
+    stem: Optional[StemAudio] = None  # the input (its region only, for a region restyle), exact samples
+    source: Optional[InputSnapshot] = None
+    gaps: tuple[gapmath.Gap, ...] = ()  # inpaint: checked, in order
+    windows: tuple[tuple[float, float], ...] = ()  # inpaint: the context window (s) the model sees per gap
+
+    @property
+    def input_sha256(self) -> Optional[str]:
+        return self.source.sha256 if self.source else None
+
+
+def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False, limits: Limits = Limits()) -> TakePlan:
+    """What exists and what to render for ``job`` on the model ``info`` describes. Raises InputError."""
+    stem = source = None
+    if job.kind != "foley":
+        if not job.input:
+            raise InputError(job.name, f"a {job.kind} job needs an input stem")
+        stem, source = read_input(job.input, limits)
+        if job.region is not None:
+            stem = cut_region(stem, job.region, job.input)
+    key = job.key(info.id, info.revision, source.sha256 if source else None)
+    folder = take_folder(Path(job.project), job.kind, job.name)
+    existing = {} if force else index.takes(folder, job.name, key)
+    takes = job.preset.takes
+    done = {i: t for i, t in existing.items() if t.complete and i < takes}
+    todo = [i for i in range(takes) if i not in done]
+    base = job.preset.seed if job.preset.seed is not None else random.randrange(2**31)
+    seeds = {i: base + i for i in todo}
+    unfinished = {i: existing[i] for i in todo if i in existing}
+    for i, take in unfinished.items():  # a take claimed before a crash keeps the seed its sidecar recorded
+        recorded = (read_sidecar(take.sidecar) or {}).get("seed")
+        if isinstance(recorded, int):
+            seeds[i] = recorded
+    plan = TakePlan(job, key, folder, done, todo, seeds, unfinished, stem, source)
+    if job.kind == "inpaint" and todo:
+        plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
+    return plan
+
+
+def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
+    """The model's part of a plan: the takes still to render, and the stem as the model hears it."""
+    p = plan.job.preset
+    audio = None
+    if plan.stem is not None:
+        audio = mel.to_model_rate(plan.stem.audio.mean(axis=0), plan.stem.rate).astype(np.float32)
+        if info.sample_rate != mel.SAMPLE_RATE:  # pragma: no cover - every AudioLDM runs at 16 kHz
+            raise InputError(plan.job.name, f"model rate {info.sample_rate} Hz is not AudioLDM's 16 kHz")
+    return RenderWork(
+        ref=ref,
+        kind=plan.job.kind,
+        prompt=p.prompt,
+        negative_prompt=p.negative_prompt,
+        steps=p.steps,
+        guidance=p.guidance,
+        scheduler=p.scheduler,
+        seeds=tuple(plan.seeds[i] for i in plan.todo),
+        duration=p.duration,
+        strength=p.strength,
+        audio=audio,
+        gaps=tuple((g.start, g.end) for g in plan.gaps),
+        windows=plan.windows,
+    )
+
+
+# ---------------------------------------------------------------------- the input
+def read_input(path: str, limits: Limits) -> tuple[StemAudio, InputSnapshot]:
+    """The stem's samples and a snapshot of its content and identity, from one read."""
+    before = _file_signature(path)
+    stem = read_stem(Path(path), limits.max_stem_seconds, limits.max_stem_bytes)
+    digest = file_sha256(Path(path))
+    after = _file_signature(path)
+    if before is None or before != after:
+        raise InputError(path, "changed while it was being read (still being written?)")
+    return stem, InputSnapshot(path, digest, after)
+
+
+def cut_region(stem: StemAudio, region: tuple[float, float], where: str) -> StemAudio:
+    """Only ``region`` = (start, length) seconds of the stem, exactly those samples."""
+    start, length = region
+    a = int(round(start * stem.rate))
+    b = a + int(round(length * stem.rate))
+    if start < 0 or length <= 0 or b > stem.audio.shape[1] or b <= a:
+        raise InputError(f"{where} region", f"{start:g} s + {length:g} s lies outside the file (0-{stem.seconds:.3f} s)")
+    return StemAudio(np.ascontiguousarray(stem.audio[:, a:b]), stem.rate, stem.subtype, stem.format)
+
+
+def inpaint_gaps(job: Job, stem: StemAudio, info: ModelInfo) -> tuple[tuple[gapmath.Gap, ...], tuple[tuple[float, float], ...]]:
+    """The gaps to fill (given, or runs of digital silence) and the window the model sees for each."""
+    if job.gaps is None:
+        found = gapmath.find_silent_gaps(stem.audio, stem.rate)
+        if not found:
+            raise InputError(job.input, "no gaps given and no run of digital silence (>= 100 ms at or below -90 dBFS) found inside the file")
+    else:
+        found = [gapmath.Gap(a, b) for a, b in job.gaps]
+    try:
+        checked = gapmath.check_gaps(found, stem.seconds, max_gap_seconds(info))
+    except ValueError as err:
+        raise InputError(f"{job.input} gaps", str(err)) from None
+    windows = tuple(gapmath.context_window(g, stem.seconds, info.window_seconds) for g in checked)
+    return tuple(checked), windows
+
+
+def max_gap_seconds(info: ModelInfo) -> float:
+    return info.window_seconds - 2 * MIN_CONTEXT_SECONDS
+
+
+def _file_signature(path: str) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
