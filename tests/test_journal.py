@@ -79,8 +79,111 @@ def test_recover_requeues_what_a_crash_left_running(journal):
     job_id, _ = journal.add(job("a"), PRIORITY_OSC)
     journal.take_batch(1)
     assert journal.get(job_id).state == "running"
-    assert journal.recover() == [job_id]
+    assert journal.recover() == ([job_id], [])
     assert journal.get(job_id).state == "queued"
+
+
+def test_a_job_interrupted_twice_fails_instead_of_crashing_the_daemon_forever(tmp_path):
+    """A job that kills the process (a segfaulting VST3, out of memory) is running at every crash."""
+    path = tmp_path / "journal.sqlite"
+    poison = Journal(path).add(job("poison"), PRIORITY_OSC)[0]
+    other = Journal(path).add(job("other", duration=2.0), PRIORITY_OSC)[0]
+    for attempt in (1, 2):
+        j = Journal(path)
+        requeued, failed = j.recover()
+        claimed = [e.id for e in j.take_batch(1)]
+        assert claimed == [poison]  # it goes first and "crashes" the process
+        j.close()  # no finish: the process died
+    j = Journal(path)
+    requeued, failed = j.recover()
+    assert failed == [poison] and requeued == []
+    entry = j.get(poison)
+    assert entry.state == "failed" and entry.error == "interrupted twice while rendering; not retried"
+    assert [e.id for e in j.take_batch(1)] == [other]  # the others run
+    j.close()
+
+
+def test_a_clean_requeue_is_not_an_interruption(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    job_id = j.add(job("a"), PRIORITY_OSC)[0]
+    for _ in range(3):  # stopped by SIGTERM three times: always back in the queue
+        j.take_batch(1)
+        j.requeue(job_id)
+    assert j.recover() == ([], []) and j.get(job_id).state == "queued"
+    j.close()
+
+
+def test_every_requester_of_a_merged_job_is_a_waiter_and_osc_raises_its_priority(journal):
+    folder_id, _ = journal.add(job("cue"), PRIORITY_FOLDER, dedupe="same")
+    other, _ = journal.add(job("osc-first", duration=2.0), PRIORITY_OSC)
+    merged, new = journal.add(job("cue"), PRIORITY_OSC, tag="from-reaper", reply_to=("127.0.0.1", 9011), dedupe="same")
+    again, _ = journal.add(job("cue"), PRIORITY_OSC, tag="from-live", reply_to=("127.0.0.2", 9011), dedupe="same")
+    assert merged == again == folder_id and not new
+    entry = journal.get(folder_id)
+    assert entry.priority == PRIORITY_OSC
+    assert [(w.reply_to, w.tag) for w in entry.waiters] == [(("127.0.0.1", 9011), "from-reaper"), (("127.0.0.2", 9011), "from-live")]
+    assert [e.id for e in journal.take_batch(1)] == [folder_id]  # older than the other OSC job now that it is OSC work
+    # a request merging into a job that is already running is a waiter too
+    journal.add(job("cue"), PRIORITY_OSC, tag="late", reply_to=("127.0.0.3", 9011), dedupe="same")
+    assert [w.tag for w in journal.waiters(folder_id)] == ["from-reaper", "from-live", "late"]
+
+
+def test_a_whole_cue_sheet_is_queued_or_none_of_it(journal):
+    journal.add(job("a"), PRIORITY_OSC, bound=4)
+    journal.add(job("b"), PRIORITY_OSC, bound=4)
+    with pytest.raises(QueueFull):
+        journal.add_all([job("c"), job("d"), job("e")], PRIORITY_OSC, bound=4)
+    assert journal.counts()["queued"] == 2
+    added = journal.add_all([job("c"), job("d")], PRIORITY_OSC, bound=4)
+    assert [new for _, new in added] == [True, True] and journal.counts()["queued"] == 4
+
+
+def test_subscriptions_survive_a_reopen_until_they_expire(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    j.subscribe("127.0.0.1", 9100, 3600)
+    j.subscribe("127.0.0.1", 9101, 0.05)
+    j.close()
+    import time
+
+    time.sleep(0.1)
+    again = Journal(path)
+    assert [(h, p) for h, p, _ in again.subscriptions()] == [("127.0.0.1", 9100)]
+    again.unsubscribe("127.0.0.1", 9100)
+    assert again.subscriptions() == []
+    again.close()
+
+
+def test_the_last_failure_of_the_same_work_is_remembered(journal):
+    job_id, _ = journal.add(job("stem", kind="restyle"), PRIORITY_FOLDER, dedupe="content-1")
+    journal.take_batch(1)
+    journal.finish(job_id, "failed", error="not a readable audio file")
+    assert journal.failed_before("content-1") == (job_id, "not a readable audio file")
+    assert journal.failed_before("content-2") is None
+    later, _ = journal.add(job("stem", kind="restyle"), PRIORITY_FOLDER, dedupe="content-1")
+    journal.take_batch(1)
+    journal.finish(later, "done")
+    assert journal.failed_before("content-1") is None  # the newest attempt succeeded
+
+
+def test_a_row_that_no_longer_reads_fails_with_the_reason_and_the_queue_goes_on(journal):
+    bad, _ = journal.add(job("old"), PRIORITY_OSC)
+    good, _ = journal.add(job("new", duration=2.0), PRIORITY_OSC)
+    journal._db.execute("UPDATE jobs SET job = ? WHERE id = ?", ('{"kind": "foley", "from_an_older_version": 1}', bad))
+    assert [e.id for e in journal.take_batch(1)] == [good]
+    assert journal.unreadable and journal.unreadable[0][0] == bad
+    state = journal._db.execute("SELECT state, error FROM jobs WHERE id = ?", (bad,)).fetchone()
+    assert state[0] == "failed" and "cannot read" in state[1]
+
+
+def test_progress_is_written_without_forcing_the_disk(journal):
+    """Acceptance and completion sync fully; a progress figure does not wait for an fsync."""
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert journal._quick.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    job_id, _ = journal.add(job("a"), PRIORITY_OSC)
+    journal.set_progress(job_id, 0.5)
+    assert journal.get(job_id).progress == 0.5
 
 
 def test_config_errors_name_the_file_and_the_field(tmp_path):

@@ -157,6 +157,27 @@ def close_names(name: str, names: Iterable[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(name, sorted(names), n=n, cutoff=0.5)
 
 
+def near_miss(text: str, names: Iterable[str]) -> Optional[str]:
+    """The name ``text`` most likely misspells: equal ignoring case, or one edit away (a letter
+    added, dropped, changed, or two neighbours swapped). None if no name is that close."""
+    lowered = text.lower()
+    for name in sorted(names):
+        if name.lower() == lowered or _one_edit(lowered, name.lower()):
+            return name
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1 :]
+
+
 def content_hash(raw: bytes) -> str:
     """First 16 hex characters (64 bits) of the SHA-256 of a file's bytes."""
     return hashlib.sha256(raw).hexdigest()[:16]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
 from host.errors import InputError
 from host.intake.osc import RequestDispatcher
 from host.intake.watch import FolderWatch
-from host.jobs.journal import Journal
+from host.jobs.journal import INTERRUPTED_TWICE, Journal
 from host.output.files import remove_partials
 from host.runner import Runner
 
@@ -70,12 +71,17 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     _setup_logging(config.state_dir)
     stop = stop or threading.Event()
     journal = Journal(config.state_dir / "journal.sqlite")
-    recovered = journal.recover()
+    announcer = Announcer(config.progress_per_second)
+    for sub_host, sub_port, expires in journal.subscriptions():
+        announcer.subscribe(sub_host, sub_port, expires)
+    recovered, poisoned = journal.recover()
     if recovered:
         log.info("re-queued %d job(s) a previous run left unfinished: %s", len(recovered), recovered)
+    for job_id in poisoned:
+        log.error("job %d failed: %s", job_id, INTERRUPTED_TWICE)
+        announcer.failed(job_id, INTERRUPTED_TWICE, journal.waiters(job_id))
 
     model_name = config.model
-    announcer = Announcer(config.progress_per_second)
     # the model named by the config, else the first project's, else the default
     try:
         from host.config.project import load_project
@@ -117,10 +123,19 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         log.info("loading model %s", model_name)
         model = load_model(model_name, device=config.device, compile_unet=config.compile, cpu_offload=config.cpu_offload, threads=config.threads)
         host.model_id, host.model_revision = model.id, model.revision
+        host.window_seconds = model.window_seconds
         log.info("model %s ready on %s", model.id, model.device)
-        return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6))
+        return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds,
+                      max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index)
 
-    worker = Worker(make_runner, journal, announcer, host.wake, config.batch_size)
+    exit_code = {"value": 0}
+
+    def fatal(reason: str) -> None:
+        print(f"error: {reason}", file=sys.stderr)
+        exit_code["value"] = 1
+        stop.set()
+
+    worker = Worker(make_runner, journal, announcer, host.wake, config.batch_size, on_fatal=fatal, on_job_end=host.take_backlog)
     host.worker = worker
     worker.start()
 
@@ -149,9 +164,12 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         print(f"error: {worker.load_error}")
         return 2
     for project in host.projects.values():
-        ids = host.enqueue_project(project)
+        ids = host.enqueue_project(project, only_cues=True)
         if ids:
-            log.info("%s: %d job(s) waiting from the cue sheet and drop folders", project.name, len(ids))
+            log.info("%s: %d cue(s) waiting in the cue sheet", project.name, len(ids))
+        waiting = watch.settle_existing(project.root)  # stems already there must hold still too
+        if waiting:
+            log.info("%s: %d stem(s) waiting in the drop folders", project.name, waiting)
     log.info("ready")
 
     stop.wait()
@@ -161,9 +179,10 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     worker.join(timeout=60)
     server.shutdown()
     server.server_close()
+    host.intake.shutdown(wait=True)
     journal.close()
     log.info("stopped")
-    return 0
+    return exit_code["value"]
 
 
 def _project_file_changed(host: RenderHost, root: Path, path: Path) -> None:

@@ -13,23 +13,30 @@ import logging
 import random
 import re
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from host.config.paths import confine
-from host.config.presets import PresetEntry, preset_library
+from host.config.presets import PresetEntry, near_miss, preset_library
 from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
 from host.daemon.announce import Announcer
 from host.daemon.config import DaemonConfig
 from host.errors import InputError
+from host.intake.audio import probe_stem
 from host.intake.drops import stem_from_path
 from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
 from host.jobs.job import Job
 from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
 from host.output.files import file_sha256
+from host.output.takes import TakeIndex
 from host.runner import cached_takes
 
 log = logging.getLogger(__name__)
+
+# "prompt:rain" is the prompt "rain", even where a preset of (nearly) that name exists
+PROMPT_PREFIX = "prompt:"
 
 
 class RenderHost:
@@ -45,7 +52,11 @@ class RenderHost:
         self.wake = threading.Event()  # set when work arrives
         self.worker = None  # set by serve(); cancel() reaches the running job through it
         self.dispatcher = None
-        self.jobs_done = 0
+        self.refused = 0  # requests answered with /audiohost/error
+        self.window_seconds: Optional[float] = None  # the model's window, once it is loaded
+        self.index = TakeIndex()  # takes on disk, shared with the renderer
+        self.backlog: deque[Job] = deque()  # folder work that met a full queue, waiting for room
+        self.intake = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiohost-intake")
 
     # ---------------------------------------------------------------- projects and presets
     def add_project(self, root: Path) -> Project:
@@ -65,15 +76,19 @@ class RenderHost:
         return list(self.projects) + [Path(r).resolve() for r in self.config.roots]
 
     def project(self, name_or_path: str, where: str) -> Project:
-        """A served project by folder name or by path."""
+        """A served project by folder name or by path; refused (not recreated) if its folder is gone."""
         with self._lock:
+            found = None
             for project in self.projects.values():
                 if name_or_path == project.name or name_or_path == str(project.root):
-                    return project
-            if "/" in name_or_path or name_or_path.startswith("~"):
+                    found = project
+            if found is None and ("/" in name_or_path or name_or_path.startswith("~")):
                 root = confine(name_or_path, self.roots, where)
-                if root in self.projects:
-                    return self.projects[root]
+                found = self.projects.get(root)
+            if found is not None:
+                if not found.root.is_dir():
+                    raise InputError(where, f"project '{found.name}' is gone: its folder {found.root} no longer exists")
+                return found
         names = ", ".join(sorted(p.name for p in self.projects.values())) or "none"
         raise InputError(where, f"unknown project '{name_or_path}' (serving: {names})")
 
@@ -99,17 +114,42 @@ class RenderHost:
             raise InputError(where, f"'{path}' is {size / 1e6:.0f} MB; the limit is {self.config.max_stem_mb:g} MB")
         return resolved
 
+    # ---------------------------------------------------------------- slow work off the OSC thread
+    def defer(self, req, work: Callable[[], None]) -> None:
+        """Run the slow part of a request (preset libraries, checking and hashing a stem, the
+        journal's full-sync commit) on the intake thread, so the thread that answers ping never
+        waits on it. Its refusal is answered from there; requests keep their order."""
+
+        def run() -> None:
+            try:
+                work()
+            except InputError as err:
+                self.refuse(req, err)
+            except Exception as err:  # noqa: BLE001 - nothing may end the intake thread
+                log.exception("request %s failed", req.address)
+                self.refuse(req, InputError(req.address, f"internal error: {type(err).__name__}"))
+
+        self.intake.submit(run)
+
     # ---------------------------------------------------------------- requests into jobs
-    def job_for(self, project: Project, kind: str, what: str, overrides: dict, where: str, input: Optional[Path] = None, gaps=None) -> Job:
+    def job_for(self, project: Project, kind: str, what: str, overrides: dict, where: str, input: Optional[Path] = None, gaps=None, region=None) -> Job:
         """A job from "prompt or preset": a preset of that name, else a prompt for the default
-        preset of the kind. A foley job without a seed gets one now, so a retry renders the same."""
+        preset of the kind. A text one edit away from a preset's name is refused with "did you
+        mean" (``prompt:`` in front forces a prompt). A foley job without a seed gets one now, so
+        a retry renders the same."""
         library = self.presets(project)
-        if what in library:
+        forced = what.startswith(PROMPT_PREFIX)
+        if forced:
+            what = what[len(PROMPT_PREFIX):].strip()
+        if what in library and not forced:
             entry = library[what]
             if entry.preset.kind != kind:
                 raise InputError(where, f"preset '{what}' is a {entry.preset.kind} preset, not {kind}")
             name, preset_name, preset_hash, preset = what, what, entry.content_hash, entry.preset
         else:
+            near = None if forced else near_miss(what, library)
+            if near is not None:
+                raise InputError(where, f"no preset '{what}'; did you mean '{near}'? (send '{PROMPT_PREFIX}{what}' to use it as a prompt)")
             default_name = {"foley": None, "restyle": project.settings.restyle_preset, "inpaint": project.settings.inpaint_preset}[kind]
             if default_name is None:
                 preset_name, preset_hash, preset = "default", DEFAULT_PRESET_HASH, DEFAULT_PRESET
@@ -133,7 +173,30 @@ class RenderHost:
             from host.config.presets import validation_error
 
             raise validation_error(where, err) from None
-        return job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
+        job = job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
+        if region is not None:
+            job = job.model_copy(update={"region": region})
+        return self.accept_input(job, where)
+
+    def accept_input(self, job: Job, where: str) -> Job:
+        """A job's stem checked now, so a request that cannot be satisfied is refused at once: it
+        reads as audio, is not too long, its gaps and region lie inside it; and its content hashed
+        once, the hash carried on the job from here on."""
+        if not job.input:
+            return job
+        info = probe_stem(Path(job.input), self.config.max_stem_seconds, where)
+        seconds = info.frames / info.samplerate
+        if job.gaps:
+            for start, end in job.gaps:
+                if end > seconds + 1e-9:
+                    raise InputError(where, f"gap {start:g}-{end:g} s lies outside the file (0-{seconds:.3f} s)")
+                if self.window_seconds and end - start > self.window_seconds - 1.0:
+                    raise InputError(where, f"gap {start:g}-{end:g} s is {end - start:.2f} s long; at most {self.window_seconds - 1.0:.2f} s can be filled")
+        if job.region is not None:
+            start, length = job.region
+            if start + length > seconds + 1e-9:
+                raise InputError(where, f"region {start:g} s + {length:g} s lies outside the file (0-{seconds:.3f} s)")
+        return job.model_copy(update={"input_sha256": file_sha256(Path(job.input))})
 
     def submit_request(self, job: Job, req, tag: str) -> int:
         reply_to = (req.sender[0], self.config.reply_port)
@@ -141,16 +204,28 @@ class RenderHost:
         return job_id
 
     def submit_cues(self, project: Project, cue: Optional[str], req, tag: str) -> list[int]:
+        """The whole cue sheet (or one cue) as one commit: every cue is queued, or none is."""
         cues, problems = load_cues(project, self.presets(project))
         if cue is not None:
             cues = [c for c in cues if c.name == cue]
             if not cues:
-                bad = [p for p in problems if "cue" in p.where]
+                bad = [p for p in problems if f'"{cue}"' in p.where or "cue" in p.where]
                 raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
-        for p in problems:
-            self.announcer.send("/audiohost/error", [req.address, str(p)], (req.sender[0], self.config.reply_port), subscribers=False)
+            problems = []
         reply_to = (req.sender[0], self.config.reply_port)
-        return [self.submit(job_from_cue(project, c, source="osc"), PRIORITY_OSC, tag, reply_to, where=req.address) for c in cues]
+        jobs = [job_from_cue(project, c, source="osc") for c in cues]
+        try:
+            added = self.journal.add_all(jobs, PRIORITY_OSC, tag, reply_to, [dedupe_value(j) for j in jobs], bound=self.config.queue_bound)
+        except QueueFull as err:
+            raise InputError(req.address, f"{err}; nothing was queued") from None
+        for p in problems:
+            self.announcer.send("/audiohost/error", [req.address, str(p)], reply_to, subscribers=False)
+        for (job_id, new), job in zip(added, jobs):
+            self.announcer.queued(job_id, tag, reply_to)
+            if new:
+                log.info("queued job %d: %s %s (%s)", job_id, job.kind, job.name, job.source)
+        self.wake.set()
+        return [job_id for job_id, _ in added]
 
     def submit(self, job: Job, priority: int, tag: str = "", reply_to=None, where: str = "queue") -> int:
         try:
@@ -178,8 +253,9 @@ class RenderHost:
         for p in problems:
             self.report_problem(p)
         for job in jobs:
-            if self._needs_render(job):
-                ids.append(self._submit_folder(job))
+            job_id = self._submit_folder(job)
+            if job_id is not None and job_id > 0:
+                ids.append(job_id)
         return ids
 
     def enqueue_stem(self, project: Project, path: Path) -> Optional[int]:
@@ -188,19 +264,59 @@ class RenderHost:
         except InputError as err:
             self.report_problem(err)
             return None
-        job = job_from_stem(project, stem)
-        return self._submit_folder(job) if self._needs_render(job) else None
+        return self._submit_folder(job_from_stem(project, stem))
 
-    def _submit_folder(self, job: Job) -> int:
+    def _submit_folder(self, job: Job) -> Optional[int]:
+        """Folder work into the queue, unless it is rendered already or failed before with the same
+        content and settings. A full queue does not drop it: it waits for room."""
+        where = job.input or f"cue {job.name}"
         try:
-            return self.submit(job, PRIORITY_FOLDER, "", None, where=job.input or f"cue {job.name}")
+            job = self.accept_input(job, where)
         except InputError as err:
             self.report_problem(err)
+            return None
+        if not self._needs_render(job):
+            return None
+        dedupe = dedupe_value(job)
+        failed = self.journal.failed_before(dedupe)
+        if failed is not None:
+            log.info("%s: not retried, job %d failed with the same content and settings (%s); change it or its sidecar to try again", where, failed[0], failed[1])
+            return None
+        try:
+            return self.submit(job, PRIORITY_FOLDER, "", None, where=where)
+        except InputError:
+            with self._lock:
+                if all(dedupe_value(j) != dedupe for j in self.backlog):
+                    self.backlog.append(job)
+                waiting = len(self.backlog)
+            log.warning("queue full: %s waits for room (%d folder job(s) waiting)", where, waiting)
             return -1
+
+    def take_backlog(self) -> None:
+        """Room in the queue: folder work that met a full queue goes in now (on the intake thread)."""
+        with self._lock:
+            if not self.backlog:
+                return
+
+        def drain() -> None:
+            while True:
+                with self._lock:
+                    if not self.backlog:
+                        return
+                    job = self.backlog[0]
+                try:
+                    self.submit(job, PRIORITY_FOLDER, "", None, where=job.input or f"cue {job.name}")
+                except InputError:
+                    return  # still full: the next finished job tries again
+                with self._lock:
+                    if self.backlog and self.backlog[0] is job:
+                        self.backlog.popleft()
+
+        self.intake.submit(drain)
 
     def _needs_render(self, job: Job) -> bool:
         try:
-            return cached_takes(job, self.model_id, self.model_revision) < job.preset.takes
+            return cached_takes(job, self.model_id, self.model_revision, self.index) < job.preset.takes
         except InputError:
             return True  # let the render fail it in the journal, where the user sees it
 
@@ -210,24 +326,42 @@ class RenderHost:
 
     # ---------------------------------------------------------------- control
     def cancel(self, job_id: int, where: str, canceller=None) -> str:
+        """"cancelled" (it had not started), "running" (it stops at the next denoising step and
+        /job/cancelled follows), or InputError when it is too late or there is no such job."""
         entry = self.journal.get(job_id)
         if entry is None:
             raise InputError(where, f"no job {job_id}")
-        if entry.state == "queued" and self.journal.cancel_queued(job_id):
-            self.announcer.cancelled(job_id, entry.tag, entry.reply_to)
-            if canceller is not None and (canceller.sender[0], self.config.reply_port) != entry.reply_to:
+        if self.journal.cancel_queued(job_id):
+            waiters = self.journal.waiters(job_id)
+            self.announcer.cancelled(job_id, waiters)
+            if canceller is not None and (canceller.sender[0], self.config.reply_port) not in {w.reply_to for w in waiters}:
                 self.reply(canceller, "/audiohost/job/cancelled", [job_id, entry.tag])  # someone else asked
             return "cancelled"
-        if entry.state == "running" and self.worker is not None:
-            self.worker.cancel(job_id)
+        if self.worker is not None and self.worker.cancel(job_id):
             return "running"
+        entry = self.journal.get(job_id)  # its state now, not when the cancel arrived
+        if entry.state == "running":
+            raise InputError(where, f"job {job_id} is already rendered and being written; it cannot be cancelled any more")
         raise InputError(where, f"job {job_id} is already {entry.state}")
+
+    def subscribe(self, host: str, port: int, seconds: float) -> float:
+        """Every job event also goes to host:port until the subscription expires (kept in the
+        journal, so a restart keeps it); 0 seconds ends it."""
+        if seconds <= 0:
+            self.journal.unsubscribe(host, port)
+            self.announcer.unsubscribe(host, port)
+            return 0.0
+        expires = self.journal.subscribe(host, port, seconds)
+        self.announcer.subscribe(host, port, expires)
+        return expires
 
     def reply(self, req, address: str, args: list) -> None:
         self.announcer.send(address, args, (req.sender[0], self.config.reply_port), subscribers=False)
 
     def refuse(self, req, err: InputError) -> None:
         # the reason names the field when the error is about one ("duration: must be ...")
+        with self._lock:
+            self.refused += 1
         field = err.where[len(req.address):].strip() if err.where.startswith(req.address) else err.where
         reason = f"{field}: {err.reason}" if field else err.reason
         log.warning("refused %s from %s: %s", req.address, req.sender[0], reason)
@@ -240,7 +374,7 @@ class RenderHost:
             "jobs_done": counts["done"],
             "denoise_calls": self.worker.runner.denoise_calls if self.worker and self.worker.runner else 0,
             "malformed": d.malformed if d else 0,
-            "refused": d.refused if d else 0,
+            "refused": self.refused,
             "queued": counts["queued"] + counts["running"],
         }
 

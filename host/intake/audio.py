@@ -55,3 +55,17 @@ def read_stem(path: Path, max_seconds: float = MAX_STEM_SECONDS, max_bytes: int 
     if not np.all(np.isfinite(data)):
         raise InputError(where, "contains NaN or infinite samples")
     return StemAudio(np.ascontiguousarray(data.T), int(rate), info.subtype, info.format)
+
+
+def probe_stem(path: Path, max_seconds: float, where: str):
+    """The stem's header (libsndfile's info), checked: it reads as audio, holds some, and is not
+    longer than ``max_seconds``. Cheap: no samples are decoded. Raises InputError naming ``where``."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
+        raise InputError(where, f"'{path}' is not a readable audio file (format not recognised or the file is corrupt)") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(where, f"'{path}' holds no audio")
+    if info.frames / info.samplerate > max_seconds:
+        raise InputError(where, f"'{path}' is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
+    return info

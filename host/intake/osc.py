@@ -21,6 +21,8 @@ from host.errors import InputError
 log = logging.getLogger(__name__)
 
 PREFIX = "/audiohost/"
+SUBSCRIPTION_SECONDS = 24 * 3600.0  # a subscription lasts a day unless renewed (it survives restarts)
+MAX_SUBSCRIPTION_SECONDS = 30 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -83,29 +85,50 @@ def foley(host, req: Request) -> None:
     (project, what, duration, seed, takes), tag = parse_args(
         req, [("project", STR), ("prompt or preset", STR)], [("duration", NUM), ("seed", INT), ("takes", INT)]
     )
-    proj = host.project(project, req.address)
     if seed is not None and seed < 0:
         seed = None  # a negative seed asks for a fresh one (Max has no "nothing")
     overrides = {k: v for k, v in {"duration": duration, "seed": seed, "takes": takes}.items() if v is not None}
-    job = host.job_for(proj, "foley", what, overrides, req.address)
-    host.submit_request(job, req, tag)
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        job = host.job_for(proj, "foley", what, overrides, req.address)
+        host.submit_request(job, req, tag)
+
+    host.defer(req, accept)
 
 
 def render(host, req: Request) -> None:
     (project, cue), tag = parse_args(req, [("project", STR)], [("cue", STR)])
-    proj = host.project(project, req.address)
-    host.submit_cues(proj, cue or None, req, tag)
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        host.submit_cues(proj, cue or None, req, tag)
+
+    host.defer(req, accept)
 
 
 def restyle(host, req: Request) -> None:
-    (project, path, what, strength), tag = parse_args(
-        req, [("project", STR), ("input path", STR), ("prompt or preset", STR)], [("strength", NUM)]
+    (project, path, what, strength, start, length), tag = parse_args(
+        req, [("project", STR), ("input path", STR), ("prompt or preset", STR)], [("strength", NUM), ("region start", NUM), ("region length", NUM)]
     )
-    proj = host.project(project, req.address)
-    stem = host.input_path(path, proj, req.address)
+    if strength is not None and strength < 0:
+        strength = None  # a negative strength keeps the preset's (so a region can follow)
+    region = None
+    if start is not None or length is not None:
+        if start is None or length is None:
+            raise InputError(req.address, "a region needs both <region start> and <region length> (seconds)")
+        if start < 0 or length <= 0:
+            raise InputError(req.address, f"region {start:g} s + {length:g} s: start must be >= 0 and length > 0")
+        region = (start, length)
     overrides = {"strength": strength} if strength is not None else {}
-    job = host.job_for(proj, "restyle", what, overrides, req.address, input=stem)
-    host.submit_request(job, req, tag)
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        stem = host.input_path(path, proj, req.address)
+        job = host.job_for(proj, "restyle", what, overrides, req.address, input=stem, region=region)
+        host.submit_request(job, req, tag)
+
+    host.defer(req, accept)
 
 
 def inpaint(host, req: Request) -> None:
@@ -114,10 +137,14 @@ def inpaint(host, req: Request) -> None:
     )
     if not 0 <= start < end:
         raise InputError(req.address, f"gap {start:g}-{end:g} s: start must be >= 0 and before end")
-    proj = host.project(project, req.address)
-    stem = host.input_path(path, proj, req.address)
-    job = host.job_for(proj, "inpaint", what or "", {}, req.address, input=stem, gaps=((start, end),))
-    host.submit_request(job, req, tag)
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        stem = host.input_path(path, proj, req.address)
+        job = host.job_for(proj, "inpaint", what or "", {}, req.address, input=stem, gaps=((start, end),))
+        host.submit_request(job, req, tag)
+
+    host.defer(req, accept)
 
 
 def cancel(host, req: Request) -> None:
@@ -140,12 +167,18 @@ def status(host, req: Request) -> None:
 
 
 def subscribe(host, req: Request) -> None:
-    (port,), tag = parse_args(req, [], [("port", INT)])
+    (port, seconds), tag = parse_args(req, [], [("port", INT), ("seconds", NUM)])
     port = port or host.config.reply_port
     if not 0 < port < 65536:
         raise InputError(req.address, f"port {port} is not a UDP port")
-    host.announcer.subscribe(req.sender[0], port)
-    host.reply(req, "/audiohost/subscribed", [req.sender[0], port, tag])
+    seconds = SUBSCRIPTION_SECONDS if seconds is None else seconds
+    if seconds > MAX_SUBSCRIPTION_SECONDS:
+        raise InputError(req.address, f"seconds must be at most {MAX_SUBSCRIPTION_SECONDS:g} (subscribe again to renew)")
+    host.subscribe(req.sender[0], port, seconds)
+    if seconds <= 0:
+        host.reply(req, "/audiohost/unsubscribed", [req.sender[0], port, tag])
+    else:
+        host.reply(req, "/audiohost/subscribed", [req.sender[0], port, tag])
 
 
 def stats(host, req: Request) -> None:
@@ -197,10 +230,8 @@ class RequestDispatcher(Dispatcher):
                 raise InputError(req.address, "unknown address (see /audiohost/ping, foley, render, restyle, inpaint, cancel, status, subscribe)")
             fn(self.host, req)
         except InputError as err:
-            self.refused += 1
             self.host.refuse(req, err)
         except Exception as err:  # noqa: BLE001 - nothing may escape into the server
-            self.refused += 1
             log.exception("handler for %s failed", req.address)
             self.host.refuse(req, InputError(req.address, f"internal error: {type(err).__name__}"))
 

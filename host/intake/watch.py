@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from host.intake.drops import is_stem_file
+from host.intake.drops import AUDIO_SUFFIXES, is_stem_file
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,14 @@ class Settler(threading.Thread):
                     log.exception("handling %s failed", item.path)
 
 
+def stems_beside(sidecar: Path) -> list[Path]:
+    """The stems a ``<stem>.toml`` sidecar belongs to (any audio extension)."""
+    try:
+        return [p for p in sidecar.parent.iterdir() if p.stem == sidecar.stem and p.suffix.lower() in AUDIO_SUFFIXES and is_stem_file(p)]
+    except OSError:
+        return []
+
+
 class StemHandler(FileSystemEventHandler):
     """Stems dropped into ``restyle/`` or ``inpaint/`` (directly, or one preset folder down)."""
 
@@ -91,8 +99,14 @@ class StemHandler(FileSystemEventHandler):
             depth = len(p.relative_to(self.drop_dir).parts)
         except ValueError:
             return
-        if depth <= 2 and is_stem_file(p):
+        if depth > 2:
+            return
+        if is_stem_file(p):
             self.settler.touch(p)
+        elif p.suffix.lower() == ".toml" and not p.name.startswith("."):
+            # a stem's sidecar changed: the stem beside it is taken again, with the new settings
+            for stem in stems_beside(p):
+                self.settler.touch(stem)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -157,6 +171,24 @@ class FolderWatch:
         handler = ProjectFilesHandler(root, self.files)
         self.observer.schedule(handler, str(root), recursive=False)
         self.observer.schedule(handler, str(root / "presets"), recursive=False)
+
+    def settle_existing(self, root: Path) -> int:
+        """Stems already waiting in a project's drop folders become candidates like new ones: they
+        are taken once they hold still (a copy may have been running when the daemon started)."""
+        found = 0
+        for name in ("restyle", "inpaint"):
+            top = root / name
+            folders = [top] + ([p for p in sorted(top.iterdir()) if p.is_dir() and not p.is_symlink()] if top.is_dir() else [])
+            for folder in folders:
+                try:
+                    entries = sorted(folder.iterdir())
+                except OSError:
+                    continue
+                for path in entries:
+                    if is_stem_file(path) and path.is_file():
+                        self.stems.touch(path)
+                        found += 1
+        return found
 
     def _root_of(self, path: Path) -> Optional[Path]:
         for root in self.roots:

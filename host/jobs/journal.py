@@ -1,9 +1,16 @@
 """The journal: every accepted job, in SQLite (WAL), so nothing accepted is ever lost.
 
-A job is acknowledged only after ``add`` has committed it. States: queued -> running ->
-done | failed | cancelled; after a crash ``recover`` puts whatever was running back in the
-queue, and the render cache (the take sidecars) makes the second run finish only what the
-first did not.
+A job is acknowledged only after ``add`` has committed it (full sync). States: queued ->
+running -> done | failed | cancelled; after a crash ``recover`` puts whatever was running back
+in the queue, unless it has now been interrupted twice (a job that kills the process is not
+retried forever), and the render cache (the take sidecars) makes the second run finish only
+what the first did not.
+
+Every requester of a job is a *waiter* (reply address and tag): a request merged with an
+identical open job adds a waiter instead of a second job, so every requester hears back.
+Subscriptions (where every job event also goes) are kept here too, with an expiry, so they
+survive a restart. Progress is written on a second connection that does not force an fsync:
+losing a progress figure in a crash costs nothing, losing an acknowledged job would.
 """
 
 from __future__ import annotations
@@ -14,16 +21,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from host.jobs.job import Job
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 OPEN_STATES = (QUEUED, RUNNING)
+STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 
 # lower runs first: requests from a DAW come before folder work
 PRIORITY_OSC = 0
 PRIORITY_FOLDER = 1
+
+# a job interrupted this many times while rendering (the process died under it) is not retried
+MAX_INTERRUPTED = 2
+INTERRUPTED_TWICE = "interrupted twice while rendering; not retried"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,7 +56,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs(state, priority, id);
+CREATE INDEX IF NOT EXISTS jobs_dedupe ON jobs(dedupe, state);
+CREATE TABLE IF NOT EXISTS waiters (
+    job_id    INTEGER NOT NULL REFERENCES jobs(id),
+    host      TEXT NOT NULL,
+    port      INTEGER NOT NULL,
+    tag       TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, host, port, tag)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    host      TEXT NOT NULL,
+    port      INTEGER NOT NULL,
+    expires   REAL NOT NULL,
+    PRIMARY KEY (host, port)
+);
 """
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """Someone who asked for a job and hears about it: where replies go and the tag they sent."""
+
+    reply_to: tuple[str, int]
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,13 +87,30 @@ class Entry:
     state: str
     progress: float
     job: Job
-    tag: str
-    reply_to: Optional[tuple[str, int]]
+    waiters: tuple[Waiter, ...]
     outputs: list[str]
     error: Optional[str]
     priority: int
     created: float
     attempts: int
+    interrupted: int
+
+    @property
+    def tag(self) -> str:
+        """The first requester's tag (what ``audiohost status`` shows)."""
+        return self.waiters[0].tag if self.waiters else ""
+
+    @property
+    def reply_to(self) -> Optional[tuple[str, int]]:
+        return self.waiters[0].reply_to if self.waiters else None
+
+
+class QueueFull(Exception):
+    pass
+
+
+class JournalError(Exception):
+    """The journal itself cannot be used (locked, corrupt, unreadable)."""
 
 
 class Journal:
@@ -71,61 +122,130 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        # progress only: a commit here does not wait for the disk
+        self._quick = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._quick.execute("PRAGMA synchronous=NORMAL")
+        self.unreadable: list[tuple[int, str]] = []  # (id, reason) of rows failed because they no longer read
+
+    def _migrate(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "interrupted" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
+            self._quick.close()
             self._db.close()
 
-    # ---------------------------------------------------------------- writing
-    def add(self, job: Job, priority: int, tag: str = "", reply_to: Optional[tuple[str, int]] = None, dedupe: Optional[str] = None, bound: Optional[int] = None) -> tuple[int, bool]:
-        """Commit a job; returns (id, new). With ``dedupe``, an open job with the same value is
-        returned instead of a second one. With ``bound``, raises QueueFull past that many open jobs."""
+    # ---------------------------------------------------------------- accepting work
+    def add(
+        self,
+        job: Job,
+        priority: int,
+        tag: str = "",
+        reply_to: Optional[tuple[str, int]] = None,
+        dedupe: Optional[str] = None,
+        bound: Optional[int] = None,
+    ) -> tuple[int, bool]:
+        """Commit a job; returns (id, new). With ``dedupe``, an open job with the same value gains
+        this requester as a waiter (and the higher priority) instead of a second job. With
+        ``bound``, raises QueueFull past that many open jobs."""
+        [(job_id, new)] = self.add_all([job], priority, tag, reply_to, [dedupe], bound)
+        return job_id, new
+
+    def add_all(
+        self,
+        jobs: Sequence[Job],
+        priority: int,
+        tag: str = "",
+        reply_to: Optional[tuple[str, int]] = None,
+        dedupes: Optional[Sequence[Optional[str]]] = None,
+        bound: Optional[int] = None,
+    ) -> list[tuple[int, bool]]:
+        """``add`` for several jobs in one transaction: all are committed, or (QueueFull) none."""
+        dedupes = list(dedupes) if dedupes is not None else [None] * len(jobs)
         now = time.time()
+        out: list[tuple[int, bool]] = []
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            if dedupe is not None:
-                row = self._db.execute("SELECT id FROM jobs WHERE dedupe = ? AND state IN (?, ?)", (dedupe, *OPEN_STATES)).fetchone()
-                if row:
-                    return int(row[0]), False
-            if bound is not None:
+            fresh = []
+            for job, dedupe in zip(jobs, dedupes):
+                row = None
+                if dedupe is not None:
+                    row = self._db.execute(
+                        "SELECT id FROM jobs WHERE dedupe = ? AND state IN (?, ?) ORDER BY id LIMIT 1", (dedupe, *OPEN_STATES)
+                    ).fetchone()
+                out.append((int(row[0]), False) if row else (0, True))
+                if not row:
+                    fresh.append(job)
+            if bound is not None and fresh:
                 (open_jobs,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", OPEN_STATES).fetchone()
-                if open_jobs >= bound:
-                    raise QueueFull(f"queue full ({open_jobs} jobs waiting, the bound is {bound}); try again later")
-            cur = self._db.execute(
-                "INSERT INTO jobs (created, updated, priority, state, kind, name, job, dedupe, tag, reply_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (now, now, priority, QUEUED, job.kind, job.name, job.model_dump_json(), dedupe, tag, json.dumps(list(reply_to)) if reply_to else None),
-            )
-            return int(cur.lastrowid), True
+                if open_jobs + len(fresh) > bound:
+                    self._db.execute("ROLLBACK")
+                    raise QueueFull(
+                        f"queue full ({open_jobs} jobs waiting, the bound is {bound}"
+                        + (f", {len(fresh)} more asked for" if len(fresh) > 1 else "")
+                        + "); try again later"
+                    )
+            for k, (job, dedupe) in enumerate(zip(jobs, dedupes)):
+                job_id, new = out[k]
+                if new:
+                    cur = self._db.execute(
+                        "INSERT INTO jobs (created, updated, priority, state, kind, name, job, dedupe, tag, reply_to) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (now, now, priority, QUEUED, job.kind, job.name, job.model_dump_json(), dedupe, tag,
+                         json.dumps(list(reply_to)) if reply_to else None),
+                    )
+                    job_id = int(cur.lastrowid)
+                    out[k] = (job_id, True)
+                else:  # merged: an OSC request raises a folder job to OSC priority
+                    self._db.execute("UPDATE jobs SET priority = MIN(priority, ?), updated = ? WHERE id = ?", (priority, now, job_id))
+                if reply_to is not None:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO waiters (job_id, host, port, tag) VALUES (?, ?, ?, ?)", (job_id, reply_to[0], int(reply_to[1]), tag)
+                    )
+        return out
 
+    def failed_before(self, dedupe: str) -> Optional[tuple[int, str]]:
+        """(id, error) of the newest failed job with this dedupe value, if the last attempt at it failed."""
+        with self._lock:
+            row = self._db.execute("SELECT id, state, error FROM jobs WHERE dedupe = ? ORDER BY id DESC LIMIT 1", (dedupe,)).fetchone()
+        if row and row[1] == FAILED:
+            return int(row[0]), row[2] or "failed"
+        return None
+
+    # ---------------------------------------------------------------- the worker's side
     def take_batch(self, batch_size: int) -> list[Entry]:
         """Claim the next job (priority, then age) and, if it is foley, queued foley jobs that can
         share its denoising call, up to ``batch_size`` takes. Claimed jobs become running."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = ? ORDER BY priority, id", (QUEUED,)).fetchall()
-            if not rows:
+            first = None
+            while rows and first is None:
+                first = self._readable(rows.pop(0))
+            if first is None:
                 return []
-            first = _entry(rows[0])
             batch = [first]
             group = first.job.batch_group()
             takes = first.job.preset.takes
             if group is not None:
-                for row in rows[1:]:
+                for row in rows:
                     if takes >= batch_size:
                         break  # full: no need to look at (or parse) the rest of the queue
-                    other = _entry(row)
-                    if other.job.batch_group() == group and takes + other.job.preset.takes <= batch_size:
+                    other = self._readable(row)
+                    if other is not None and other.job.batch_group() == group and takes + other.job.preset.takes <= batch_size:
                         batch.append(other)
                         takes += other.job.preset.takes
             now = time.time()
             self._db.executemany(
                 "UPDATE jobs SET state = ?, updated = ?, attempts = attempts + 1 WHERE id = ?", [(RUNNING, now, e.id) for e in batch]
             )
-            return [e for e in (self.get_locked(e.id) for e in batch) if e]
+            return [e for e in (self._get(e.id) for e in batch) if e]
 
     def set_progress(self, job_id: int, fraction: float) -> None:
         with self._lock:
-            self._db.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?", (float(fraction), time.time(), job_id))
+            self._quick.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?", (float(fraction), time.time(), job_id))
 
     def finish(self, job_id: int, state: str, outputs: Optional[list[str]] = None, error: Optional[str] = None) -> None:
         with self._lock:
@@ -135,31 +255,76 @@ class Journal:
             )
 
     def requeue(self, job_id: int) -> None:
+        """Back in the queue, not counted as interrupted (a clean stop, a changed input)."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET state = ?, progress = 0, updated = ? WHERE id = ?", (QUEUED, time.time(), job_id))
+            self._db.execute("UPDATE jobs SET state = ?, progress = 0, updated = ? WHERE id = ? AND state = ?", (QUEUED, time.time(), job_id, RUNNING))
 
     def cancel_queued(self, job_id: int) -> bool:
-        """Cancel a job that has not started; False if it is not queued."""
+        """Cancel a job that has not started; False if it is not queued (any more)."""
         with self._lock:
             cur = self._db.execute("UPDATE jobs SET state = ?, updated = ? WHERE id = ? AND state = ?", (CANCELLED, time.time(), job_id, QUEUED))
             return cur.rowcount == 1
 
-    def recover(self) -> list[int]:
-        """After a crash: jobs left running go back to the queue. Returns their ids."""
+    def recover(self) -> tuple[list[int], list[int]]:
+        """After a crash: jobs left running were interrupted. Each goes back to the queue, unless
+        this was its second interruption: then it fails (``INTERRUPTED_TWICE``) and the others run.
+        Returns (re-queued ids, failed ids)."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            ids = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state = ?", (RUNNING,))]
-            self._db.execute("UPDATE jobs SET state = ?, progress = 0, updated = ? WHERE state = ?", (QUEUED, time.time(), RUNNING))
-            return ids
+            now = time.time()
+            self._db.execute("UPDATE jobs SET interrupted = interrupted + 1, updated = ? WHERE state = ?", (now, RUNNING))
+            failed = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state = ? AND interrupted >= ?", (RUNNING, MAX_INTERRUPTED))]
+            self._db.execute(
+                "UPDATE jobs SET state = ?, error = ?, updated = ? WHERE state = ? AND interrupted >= ?",
+                (FAILED, INTERRUPTED_TWICE, now, RUNNING, MAX_INTERRUPTED),
+            )
+            requeued = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE state = ?", (RUNNING,))]
+            self._db.execute("UPDATE jobs SET state = ?, progress = 0, updated = ? WHERE state = ?", (QUEUED, now, RUNNING))
+            return requeued, failed
+
+    def waiters(self, job_id: int) -> tuple[Waiter, ...]:
+        """Everyone who asked for this job so far (a request merged while it runs included)."""
+        with self._lock:
+            rows = self._db.execute("SELECT host, port, tag FROM waiters WHERE job_id = ? ORDER BY rowid", (job_id,)).fetchall()
+            if not rows:
+                legacy = self._db.execute("SELECT tag, reply_to FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if legacy and legacy[1]:
+                    host, port = json.loads(legacy[1])
+                    return (Waiter((host, int(port)), legacy[0] or ""),)
+        return tuple(Waiter((h, int(p)), t) for h, p, t in rows)
+
+    # ---------------------------------------------------------------- subscriptions
+    def subscribe(self, host: str, port: int, seconds: float) -> float:
+        expires = time.time() + seconds
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO subscriptions (host, port, expires) VALUES (?, ?, ?)", (host, int(port), expires))
+        return expires
+
+    def unsubscribe(self, host: str, port: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM subscriptions WHERE host = ? AND port = ?", (host, int(port)))
+
+    def subscriptions(self) -> list[tuple[str, int, float]]:
+        """Live subscriptions (expired ones are dropped)."""
+        with self._lock:
+            self._db.execute("DELETE FROM subscriptions WHERE expires <= ?", (time.time(),))
+            rows = self._db.execute("SELECT host, port, expires FROM subscriptions ORDER BY host, port").fetchall()
+        return [(h, int(p), float(e)) for h, p, e in rows]
 
     # ---------------------------------------------------------------- reading
     def get(self, job_id: int) -> Optional[Entry]:
         with self._lock:
-            return self.get_locked(job_id)
+            return self._get(job_id)
 
-    def get_locked(self, job_id: int) -> Optional[Entry]:
+    def _get(self, job_id: int) -> Optional[Entry]:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _entry(row) if row else None
+        return self._entry_or_none(row) if row else None
+
+    def _entry_or_none(self, row) -> Optional[Entry]:
+        try:
+            return self._entry(row)
+        except Exception:  # noqa: BLE001 - a row from another version: left out of listings
+            return None
 
     def entries(self, states: Optional[tuple[str, ...]] = None, limit: int = 200) -> list[Entry]:
         with self._lock:
@@ -168,35 +333,48 @@ class Journal:
                 rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?", (*states, limit)).fetchall()
             else:
                 rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [_entry(r) for r in reversed(rows)]
+            entries = [e for e in (self._entry_or_none(r) for r in reversed(rows)) if e is not None]
+        return entries
 
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-        out = {s: 0 for s in (QUEUED, RUNNING, DONE, FAILED, CANCELLED)}
+        out = {s: 0 for s in STATES}
         out.update({s: int(n) for s, n in rows})
         return out
 
+    def _readable(self, row) -> Optional[Entry]:
+        """The row as an Entry; a row that no longer reads as a job (saved by another version of
+        audiohost) is failed with the reason instead of stopping the queue."""
+        try:
+            return self._entry(row)
+        except Exception as err:  # noqa: BLE001 - pydantic ValidationError, JSON errors
+            reason = f"this job was saved in a form this version cannot read ({type(err).__name__}); submit it again"
+            self._db.execute("UPDATE jobs SET state = ?, error = ?, updated = ? WHERE id = ?", (FAILED, reason, time.time(), row[0]))
+            self.unreadable.append((int(row[0]), reason))
+            return None
 
-class QueueFull(Exception):
-    pass
+    def _entry(self, row) -> Entry:
+        waiters = tuple(
+            Waiter((h, int(p)), t)
+            for h, p, t in self._db.execute("SELECT host, port, tag FROM waiters WHERE job_id = ? ORDER BY rowid", (row[0],))
+        )
+        if not waiters and row[5]:  # a journal from before waiters were kept
+            legacy = json.loads(row[5])
+            waiters = (Waiter((legacy[0], int(legacy[1])), row[4] or ""),)
+        return Entry(
+            id=int(row[0]),
+            state=row[1],
+            progress=float(row[2]),
+            job=Job.model_validate_json(row[3]),
+            waiters=waiters,
+            outputs=json.loads(row[6]) if row[6] else [],
+            error=row[7],
+            priority=int(row[8]),
+            created=float(row[9]),
+            attempts=int(row[10]),
+            interrupted=int(row[11]),
+        )
 
 
-_COLUMNS = "id, state, progress, job, tag, reply_to, outputs, error, priority, created, attempts"
-
-
-def _entry(row) -> Entry:
-    reply = json.loads(row[5]) if row[5] else None
-    return Entry(
-        id=int(row[0]),
-        state=row[1],
-        progress=float(row[2]),
-        job=Job.model_validate_json(row[3]),
-        tag=row[4] or "",
-        reply_to=(reply[0], int(reply[1])) if reply else None,
-        outputs=json.loads(row[6]) if row[6] else [],
-        error=row[7],
-        priority=int(row[8]),
-        created=float(row[9]),
-        attempts=int(row[10]),
-    )
+_COLUMNS = "id, state, progress, job, tag, reply_to, outputs, error, priority, created, attempts, interrupted"
