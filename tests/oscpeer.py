@@ -65,6 +65,12 @@ class OscPeer:
                 return item
         raise AssertionError(f"no matching reply within {timeout}s; got {self.received[-10:]}")
 
+    def drain(self) -> None:
+        """Forget every reply received so far, including any still waiting in the socket."""
+        while self.poll(0.05) is not None:
+            pass
+        self.received.clear()
+
     def ping(self, timeout: float = 5.0) -> list:
         self.send("/audiohost/ping")
         return self.wait_for(lambda m: m[0] == "/audiohost/pong", timeout)[1]
@@ -90,6 +96,7 @@ class Daemon:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Daemon":
+        self.log_start = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the same log
         self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
         return self
 
@@ -100,7 +107,7 @@ class Daemon:
             assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-2000:]}"
             try:
                 peer.ping(timeout=0.5)
-                if b"INFO host.daemon: ready" in self.log.read_bytes():
+                if b"INFO host.daemon: ready" in self.log.read_bytes()[self.log_start :]:
                     return
             except AssertionError:
                 pass

@@ -75,10 +75,12 @@ class Announcer:
         """``address args... <tag>``: each waiter with its own tag, then every subscriber that is
         not a waiter, once, with the first waiter's tag."""
         sent: set[tuple[str, int]] = set()
-        for w in waiters:
+        seen: set[tuple[str, int, str]] = set()
+        for w in waiters:  # two requesters behind one reply port tell their replies apart by tag
             target = (w.reply_to[0], int(w.reply_to[1]))
-            if target in sent:
+            if (*target, w.tag) in seen:
                 continue
+            seen.add((*target, w.tag))
             sent.add(target)
             self._send_to(build(address, [*args, w.tag]), [target])
         rest = self.subscribers() - sent

@@ -58,7 +58,7 @@ class Worker(threading.Thread):
         self._cancel: set[int] = set()  # asked to cancel by a user
         self._reported: set[int] = set()  # cancels already reported
         self._progress_written: dict[int, float] = {}
-        self._finisher: Optional[Finisher] = None
+        self._finisher = Finisher(pending=2 * batch_size)
 
     # ---------------------------------------------------------------- control from other threads
     def cancel(self, job_id: int) -> bool:
@@ -83,14 +83,11 @@ class Worker(threading.Thread):
             self.ready.set()
             return
         self.ready.set()
-        self._finisher = Finisher(pending=2 * self.batch_size)
         failures = 0
         try:
             while not self.stopping.is_set() and self.fatal is None:
                 try:
-                    with self._lock:  # claimed and known to cancel() in one step: no cancel falls between
-                        batch = self.journal.take_batch(self.batch_size)
-                        self._claimed |= {e.id for e in batch}
+                    batch = self.claim()
                     for job_id, reason in self._drain_unreadable():
                         log.error("job %d failed: %s", job_id, reason)
                     failures = 0
@@ -117,6 +114,14 @@ class Worker(threading.Thread):
         finally:
             self._finisher.close(wait=True)  # what was rendered is written before the daemon stops
 
+    def claim(self) -> list[Entry]:
+        """The next batch from the journal, claimed and known to cancel() in one step, so no
+        cancel can fall between the two."""
+        with self._lock:
+            batch = self.journal.take_batch(self.batch_size)
+            self._claimed |= {e.id for e in batch}
+        return batch
+
     def _drain_unreadable(self) -> list[tuple[int, str]]:
         items, self.journal.unreadable[:] = list(self.journal.unreadable), []
         return items
@@ -141,6 +146,10 @@ class Worker(threading.Thread):
                 plan = self.runner.plan(entry.job)
             except InputError as err:
                 self._conclude(entry, Outcome(entry.job, "failed", error=str(err)))
+                continue
+            except Exception as err:  # noqa: BLE001 - this job fails, its batch-mates go on
+                log.exception("planning job %d crashed", entry.id)
+                self._conclude(entry, Outcome(entry.job, "failed", error=f"internal error: {type(err).__name__}: {err}"))
                 continue
             if plan.todo:
                 plans.append((entry.id, plan))
