@@ -29,9 +29,10 @@ from host.engine.steps import Cancelled
 from host.errors import InputError
 from host.finish.chain import apply_chain, build_chain
 from host.finish.delivery import finish, resample
+from host.finish.fill import finish_fill
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
 from host.jobs.job import Job
-from host.output.files import file_sha256, write_audio_new
+from host.output.files import SampleFormat, file_sha256, input_sample_format, write_audio_new
 from host.output.takes import Take, claim_take, read_sidecar, release_take, take_folder, takes_for_key
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 # (job, fraction of that job done, 0..1)
 OnProgress = Callable[[Job, float], None]
 
-SUBTYPE_BITS = {"PCM_S8": 16, "PCM_U8": 16, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 32}
 # inpaint context: at least this much of the stem on each side of a gap
 MIN_CONTEXT_SECONDS = 0.5
 
@@ -274,6 +274,8 @@ class Runner:
         board = prep.chain()
         seeds = [prep.seeds[i] for i in prep.todo]
         results = {i: stem.audio.copy() for i in prep.todo}
+        fill_levels = {i: [] for i in prep.todo}
+        spans = [g.samples(rate) for g in gap_list]
         t0 = time.monotonic()
         for k, gap in enumerate(gap_list):
             w0, w1 = gapmath.context_window(gap, n / rate, self.model.window_seconds)
@@ -289,15 +291,17 @@ class Runner:
             )
             for index, fill in zip(prep.todo, fills):
                 fill = _fit(resample(fill[None].astype(np.float32), self.model.sample_rate, rate), b - a)
-                fill = apply_chain(board, np.repeat(fill, stem.audio.shape[0], axis=0), rate)
-                results[index][:, a:b] = gapmath.splice(results[index][:, a:b], fill.astype(np.float64), g0 - a, g1 - a, rate)
+                results[index][:, a:b], levels = finish_fill(
+                    results[index], np.repeat(fill, stem.audio.shape[0], axis=0), (g0, g1), (a, b), rate, board, job.delivery.true_peak, spans
+                )
+                fill_levels[index].append(levels)
         seconds = (time.monotonic() - t0) / len(prep.todo)
-        bits = SUBTYPE_BITS.get(stem.subtype, job.delivery.bit_depth)
-        fmt = "flac" if stem.format == "FLAC" and bits != 32 else "wav"
-        same_as_input = Delivery(sample_rate=rate, bit_depth=bits, format=fmt, loudness=None, true_peak=job.delivery.true_peak)
+        as_input = input_sample_format(stem.format, stem.subtype, stem.audio)
+        same_as_input = Delivery(sample_rate=rate, loudness=None, true_peak=job.delivery.true_peak)
         extra = {"gaps": [[g.start, g.end] for g in gap_list], "delivered_as_input": True}
         for index in prep.todo:
-            self._write(prep, index, results[index], rate, same_as_input, seconds, extra, report={"loudness_normalised": False})
+            self._write(prep, index, results[index], rate, same_as_input, seconds, {**extra, "fills": fill_levels[index]},
+                        report={"loudness_normalised": False}, sample_format=as_input)
 
     # ------------------------------------------------------------------ finishing and writing
     def _deliver_take(self, prep: _Prepared, index: int, wave: np.ndarray, rate: int, seconds: float, extra: dict, exact_length: Optional[int] = None) -> None:
@@ -311,8 +315,13 @@ class Runner:
         audio, out_rate, report = finish(audio, d.sample_rate, d)
         self._write(prep, index, audio, out_rate, d, seconds, extra, report)
 
-    def _write(self, prep: _Prepared, index: int, audio: np.ndarray, rate: int, d: Delivery, seconds: float, extra: dict, report: dict) -> None:
+    def _write(self, prep: _Prepared, index: int, audio: np.ndarray, rate: int, d: Delivery, seconds: float, extra: dict, report: dict,
+               sample_format: Optional[SampleFormat] = None) -> None:
+        """``sample_format``: write in this container and subtype instead of ``d``'s (inpaint takes)."""
         job, p = prep.job, prep.job.preset
+        delivery = {**d.model_dump(mode="json"), "channels": int(np.atleast_2d(audio).shape[0])}
+        if sample_format is not None:
+            delivery.update(format=sample_format.container, bit_depth=sample_format.bits, subtype=sample_format.subtype)
         record = {
             "host_version": host.__version__,
             "job_key": prep.key,
@@ -330,16 +339,17 @@ class Runner:
             "model": {"id": self.model.id, "revision": self.model.revision},
             "preset": {"name": job.preset_name, "hash": job.preset_hash, "settings": p.model_dump(mode="json")},
             "input": {"path": job.input, "sha256": prep.input_hash} if job.input else None,
-            "delivery": {**d.model_dump(mode="json"), "channels": int(np.atleast_2d(audio).shape[0])},
+            "delivery": delivery,
             "levels": report,
             "source": job.source,
             "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "render_seconds": round(seconds, 3),
             **extra,
         }
-        take = claim_take(prep.folder, job.name, index, d.format, record, unfinished=prep.unfinished.get(index))
+        fmt = sample_format.container if sample_format is not None else d.format
+        take = claim_take(prep.folder, job.name, index, fmt, record, unfinished=prep.unfinished.get(index))
         try:
-            write_audio_new(take.audio, np.atleast_2d(audio), rate, d.bit_depth, d.format)
+            write_audio_new(take.audio, np.atleast_2d(audio), rate, d.bit_depth, fmt, sample_format.subtype if sample_format else None)
         except BaseException:
             release_take(take)
             raise
