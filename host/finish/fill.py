@@ -67,6 +67,8 @@ def finish_fill(
     fill = np.asarray(fill, dtype=np.float64)
     if fill.shape != take.shape:
         raise ValueError(f"fill is {fill.shape}, the window {take.shape}")
+    if not np.all(np.isfinite(fill)):
+        raise ValueError("the fill contains NaN or infinite samples")
     left, right = crossfade_spans(g0, g1, n, rate)
     u0, u1 = (left[0] if left else g0) - a, (right[1] if right else g1) - a  # the fill that is used
     if not (0 <= u0 <= g0 - a < g1 - a <= u1 <= b - a):
@@ -185,7 +187,9 @@ def _under_ceiling(fill: np.ndarray, lo: int, hi: int, rate: int, ceiling_db: fl
     filter over +-LIMIT_SECONDS and smoothed by two centred running means of half that width: a
     mean over values that are each no more than this sample needs never exceeds it, so the
     overs are taken without clipping and the rest of the fill keeps its level. What the gain's
-    own movement leaves over comes off as a plain trim.
+    own movement leaves over comes off as a plain trim. Only [lo, hi) is measured (the rest of
+    the fill is never heard), but the gain extends over the whole fill, holding its values at
+    both ends, so the meter never reads a step at the span's border.
     """
     aim = _gain(ceiling_db - CEILING_MARGIN_DB)
     peaks = _peak_envelope(fill, lo, hi)
@@ -197,16 +201,14 @@ def _under_ceiling(fill: np.ndarray, lo: int, hi: int, rate: int, ceiling_db: fl
         for _ in range(2):
             env = uniform_filter1d(env, reach + 1, mode="nearest")
         env = np.minimum(env, need)  # guards float rounding in the running means
-        fill = fill.copy()
-        fill[:, lo:hi] *= env
+        fill = fill * np.concatenate([np.full(lo, env[0]), env, np.full(fill.shape[-1] - hi, env[-1])])
         reduction = -20.0 * math.log10(float(env.min()))
     for _ in range(4):
         top = float(_peak_envelope(fill, lo, hi).max(initial=0.0))
         if top <= _gain(ceiling_db):
             break
         trim = _gain(ceiling_db - CEILING_MARGIN_DB / 2) / top
-        fill = fill.copy()
-        fill[:, lo:hi] *= trim
+        fill = fill * trim
         reduction -= 20.0 * math.log10(trim)
     top = float(_peak_envelope(fill, lo, hi).max(initial=0.0))
     return fill, reduction, (20.0 * math.log10(top) if top > 0 else None)
