@@ -189,7 +189,7 @@ class Runner:
         except PermissionError as err:
             raise InputError(str(plan.folder), f"cannot write takes there: {err.strerror or 'permission denied'}") from None
         try:
-            write_audio_new(take.audio, done.audio, done.rate, done.bit_depth, done.format)
+            write_audio_new(take.audio, done.audio, done.rate, done.bit_depth, done.format, done.subtype)
         except BaseException as err:
             self.index.release(plan.folder, job.name, plan.key, take)
             if isinstance(err, OSError) and not isinstance(err, FileExistsError):

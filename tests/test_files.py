@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from host.output.files import PARTIAL_SUFFIX, file_sha256, remove_partials, write_audio_new, write_json_new
+from host.output.files import PARTIAL_SUFFIX, SampleFormat, file_sha256, input_sample_format, remove_partials, write_audio_new, write_json_new
 
 
 def tone(channels: int = 2, frames: int = 4410, level: float = 0.5) -> np.ndarray:
@@ -91,6 +91,103 @@ def test_temp_file_is_hidden_beside_the_target(tmp_path, monkeypatch):
     assert tmp.parent == tmp_path
     assert re.fullmatch(r"\.take\.wav\..+\.partial", tmp.name)
     assert not tmp.exists()
+
+
+# --------------------------------------------------------------------------- inputs written back in their own format
+
+
+def _input_file(path, container: str, subtype: str, rate: int = 44100, frames: int = 3000, channels: int = 2) -> np.ndarray:
+    """A file as a user would bring it: noise and a tone, both full-scale extremes, and for float
+    formats a few overs; returns its decoded samples as the host reads them, (channels, frames)."""
+    rng = np.random.default_rng(3)
+    x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(frames) / rate) + 0.2 * rng.standard_normal(frames)
+    x = np.stack([np.clip(x, -1, 1), np.clip(-0.7 * x, -1, 1)], axis=1)
+    x[:4, 0] = [-1.0, 1.0, 1.0 - 2.0**-31, -1.0 + 2.0**-31]
+    if subtype in ("FLOAT", "DOUBLE"):
+        x[4:6, 1] = [1.5, -2.25]  # float files may hold overs; they are kept, not clipped
+    if subtype == "DOUBLE":
+        x[6, 0] = 0.1  # a value float32 cannot hold
+    sf.write(str(path), x[:, :channels], rate, format=container, subtype=subtype)
+    data, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    return data.T
+
+
+EXACT = [
+    ("wav", "PCM_U8"), ("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"), ("wav", "DOUBLE"),
+    ("flac", "PCM_S8"), ("flac", "PCM_16"), ("flac", "PCM_24"),
+    ("aiff", "PCM_S8"), ("aiff", "PCM_U8"), ("aiff", "PCM_16"), ("aiff", "PCM_24"), ("aiff", "PCM_32"), ("aiff", "FLOAT"), ("aiff", "DOUBLE"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt, subtype", EXACT)
+def test_each_sample_format_is_written_back_bit_for_bit(tmp_path, fmt, subtype):
+    source = tmp_path / f"in.{fmt}"
+    decoded = _input_file(source, fmt.upper(), subtype)
+    chosen = input_sample_format(sf.info(str(source)).format, sf.info(str(source)).subtype, decoded)
+    assert chosen == SampleFormat(fmt, subtype)
+    out = tmp_path / "renders" / f"take.{fmt}"
+    write_audio_new(out, decoded, 44100, None, chosen.container, chosen.subtype)
+    info = sf.info(str(out))
+    assert (info.format, info.subtype, info.frames, info.channels) == (fmt.upper(), subtype, decoded.shape[1], 2)
+    for dtype in ("float64", "int32") if subtype.startswith("PCM") else ("float64",):
+        before, _ = sf.read(str(source), dtype=dtype, always_2d=True)
+        after, _ = sf.read(str(out), dtype=dtype, always_2d=True)
+        assert np.array_equal(after, before), dtype
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "ext, container, subtype, rate, expected",
+    [
+        ("w64", "W64", "PCM_24", 44100, SampleFormat("wav", "PCM_24")),  # other containers: WAV, same samples
+        ("caf", "CAF", "PCM_S8", 44100, SampleFormat("wav", "PCM_U8")),
+        ("caf", "CAF", "DOUBLE", 44100, SampleFormat("wav", "DOUBLE")),
+        ("caf", "CAF", "ALAC_20", 44100, SampleFormat("wav", "PCM_24")),  # codecs: the PCM they decode to
+        ("caf", "CAF", "ALAC_16", 44100, SampleFormat("wav", "PCM_16")),
+        ("wav", "WAV", "ULAW", 8000, SampleFormat("wav", "PCM_16")),
+        ("wav", "WAV", "ALAW", 8000, SampleFormat("wav", "PCM_16")),
+        ("wav", "WAV", "IMA_ADPCM", 44100, SampleFormat("wav", "PCM_16")),
+        ("wav", "WAV", "MS_ADPCM", 44100, SampleFormat("wav", "PCM_16")),
+        ("wav", "WAV", "GSM610", 8000, SampleFormat("wav", "PCM_16")),
+        ("aiff", "AIFF", "ULAW", 8000, SampleFormat("wav", "PCM_16")),
+        ("mp3", "MP3", "MPEG_LAYER_III", 44100, SampleFormat("wav", "FLOAT")),  # lossy: float WAV
+        ("ogg", "OGG", "VORBIS", 44100, SampleFormat("wav", "FLOAT")),
+        ("opus", "OGG", "OPUS", 48000, SampleFormat("wav", "FLOAT")),
+    ],
+)
+def test_other_formats_come_back_as_wav_holding_the_decoded_samples_exactly(tmp_path, ext, container, subtype, rate, expected):
+    source = tmp_path / f"in.{ext}"
+    decoded = _input_file(source, container, subtype, rate=rate, frames=rate // 2, channels=1 if subtype == "GSM610" else 2)
+    info = sf.info(str(source))
+    assert (info.format, info.subtype) == (container, subtype)
+    chosen = input_sample_format(info.format, info.subtype, decoded)
+    assert chosen == expected
+    out = tmp_path / f"take.{chosen.container}"
+    write_audio_new(out, decoded, rate, None, chosen.container, chosen.subtype)
+    after, _ = sf.read(str(out), dtype="float64", always_2d=True)
+    assert np.array_equal(after.T, decoded)
+
+
+def test_a_lossy_decode_float32_cannot_hold_is_written_as_64_bit_float():
+    decoded = np.array([[0.1, -0.5, 0.25]])  # 0.1 is not a float32
+    assert input_sample_format("MP3", "MPEG_LAYER_III", decoded) == SampleFormat("wav", "DOUBLE")
+    assert input_sample_format("MP3", "MPEG_LAYER_III", decoded.astype(np.float32)) == SampleFormat("wav", "FLOAT")
+
+
+def test_a_subtype_the_container_cannot_hold_exactly_is_refused_without_leaving_anything(tmp_path):
+    for fmt, subtype in [("flac", "DOUBLE"), ("flac", "PCM_32"), ("wav", "PCM_S8"), ("wav", "ULAW"), ("mp3", "MPEG_LAYER_III"), ("ogg", "FLOAT")]:
+        with pytest.raises(ValueError):
+            write_audio_new(tmp_path / f"x.{fmt}", tone(), 48000, None, fmt, subtype)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_take_in_the_inputs_format_never_overwrites_either(tmp_path):
+    path = tmp_path / "take.aiff"
+    write_audio_new(path, tone(level=0.1), 48000, None, "aiff", "PCM_32")
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        write_audio_new(path, tone(level=0.9), 48000, None, "aiff", "PCM_32")
+    assert path.read_bytes() == before and leftovers(tmp_path) == []
 
 
 def test_json_sidecar_is_sorted_indented_utf8_and_never_overwritten(tmp_path):

@@ -20,7 +20,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 import host
-from host.config.presets import BUILTIN_DIR, content_hash
+from host.config.presets import BUILTIN_DIR, content_hash, preset_library
 from host.plan.project import plan_project
 from host.runner import Outcome, Runner, cached_takes
 from tests.conftest import write_tone
@@ -374,6 +374,130 @@ def test_inpaint_fills_the_gap_and_leaves_the_rest_bit_identical(tmp_path, runne
     floor = 10 ** (-90 / 20) * 2**31
     assert np.abs(out[g0:g1].astype(np.int64)).max() > floor
     assert sidecar(take)["gaps"] == [list(gap)]
+
+
+INPAINT_PRESETS = sorted(name for name, entry in preset_library()[0].items() if entry.preset.kind == "inpaint")
+HALF_XF = 0.010  # half the 20 ms crossfade
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * math.log10(float(np.mean(np.square(x))))
+
+
+def _room_tone_with_a_slam(path: Path, rate: int, gap: tuple[float, float]) -> np.ndarray:
+    """6 s of stereo room tone at -30 dBFS RMS, a cough over the gap the user marked, and a door
+    slam 1 s after the gap, inside the model's window. Returns what was written, (frames, channels)."""
+    rng = np.random.default_rng(21)
+    n = 6 * rate
+    x = rng.standard_normal((n, 2)) * 10 ** (-30 / 20)
+    x[int(gap[0] * rate) : int(gap[1] * rate)] *= 8.0  # the cough, -12 dBFS RMS
+    x[int(2.7 * rate) : int(3.0 * rate)] *= 16.0  # the slam, -6 dBFS RMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(x, -0.99, 0.99), rate, subtype="PCM_24")
+    return sf.read(str(path), dtype="float64", always_2d=True)[0]
+
+
+@pytest.mark.parametrize("preset", INPAINT_PRESETS)
+def test_every_inpaint_preset_fills_at_the_level_around_the_gap_and_under_the_ceiling(tmp_path, runner, preset):
+    assert len(INPAINT_PRESETS) >= 2
+    rate, gap = 48000, (1.4, 1.7)
+    root = make_project(tmp_path / "p", peak=-1.0)
+    stem = root / "inpaint" / "room.wav"
+    original = _room_tone_with_a_slam(stem, rate, gap)
+    (root / "inpaint" / "room.toml").write_text(f'preset = "{preset}"\nsteps = 2\ntakes = 1\ngaps = [[{gap[0]}, {gap[1]}]]\n')
+
+    [outcome] = render(runner, root)
+    assert outcome.status == "rendered", outcome.error
+    [take] = outcome.files
+    out, _ = sf.read(str(take), dtype="float64", always_2d=True)
+    g0, g1 = int(gap[0] * rate), int(gap[1] * rate)
+    xf, reach = int(HALF_XF * rate), int(0.25 * rate)
+    fill_db = _db(out[g0 + xf : g1 - xf])
+    around_db = _db(np.concatenate([original[g0 - reach : g0 - xf], original[g1 + xf : g1 + reach]]))
+    assert abs(fill_db - around_db) <= 1.5, f"{preset}: fill {fill_db:.2f} dB, around it {around_db:.2f} dB"
+    assert true_peak_dbtp(out[g0 - xf : g1 + xf]) <= -1.0
+    [levels] = sidecar(take)["fills"]
+    assert levels["fill_rms_dbfs"] == pytest.approx(fill_db, abs=0.3)  # past the crossfades the gap is all fill
+    assert levels["ceiling_dbtp"] == -1.0 and levels["fill_true_peak_dbtp"] <= -1.0
+
+
+def test_gaps_touching_the_start_and_the_end_of_the_file_are_filled(tmp_path, runner):
+    """/audiohost/inpaint p x 0 0.005 used to crash the splice: a gap at either end of the file."""
+    rate = 48000
+    root = make_project(tmp_path / "p")
+    stem = root / "inpaint" / "ends.wav"
+    write_tone(stem, 1.5, rate, subtype="PCM_24")
+    original, _ = sf.read(str(stem), dtype="int32", always_2d=True)
+    (root / "inpaint" / "ends.toml").write_text("steps = 2\ntakes = 1\ngaps = [[0.0, 0.005], [1.495, 1.5]]\n")
+    [outcome] = render(runner, root)
+    assert outcome.status == "rendered", outcome.error
+    [take] = outcome.files
+    out, _ = sf.read(str(take), dtype="int32", always_2d=True)
+    assert out.shape == original.shape
+    lo, hi = int((0.005 + HALF_XF) * rate), int((1.495 - HALF_XF) * rate)
+    assert np.array_equal(out[lo:hi], original[lo:hi])
+    assert not np.array_equal(out[:240], original[:240]) and not np.array_equal(out[-240:], original[-240:])
+    fills = sidecar(take)["fills"]
+    assert [f["matched_to"] for f in fills] == ["right edge", "left edge"]
+    assert fills[0]["crossfade_correlation"][0] is None and fills[1]["crossfade_correlation"][1] is None
+
+
+@pytest.mark.parametrize(
+    "ext, container, subtype",
+    [
+        ("wav", "WAV", "PCM_U8"),
+        ("wav", "WAV", "PCM_32"),
+        ("wav", "WAV", "FLOAT"),
+        ("wav", "WAV", "DOUBLE"),
+        ("flac", "FLAC", "PCM_S8"),
+        ("flac", "FLAC", "PCM_16"),
+        ("aiff", "AIFF", "PCM_24"),
+    ],
+)
+def test_inpaint_takes_are_written_in_the_inputs_own_sample_format(tmp_path, runner, ext, container, subtype):
+    rate, gap = 44100, (0.6, 0.8)
+    root = make_project(tmp_path / "p", rate=48000, bits=24, fmt="wav")  # the project's delivery must not apply
+    stem = root / "inpaint" / f"pad.{ext}"
+    write_tone(stem, 1.5, rate, channels=2, subtype=subtype)
+    assert (sf.info(str(stem)).format, sf.info(str(stem)).subtype) == (container, subtype)
+    (root / "inpaint" / "pad.toml").write_text(f"steps = 2\ntakes = 1\ngaps = [[{gap[0]}, {gap[1]}]]\n")
+    [outcome] = render(runner, root)
+    assert outcome.status == "rendered", outcome.error
+    [take] = outcome.files
+    assert take.suffix == f".{ext}"
+    info = sf.info(str(take))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == (container, subtype, rate, 2)
+    lo, hi = int((gap[0] - HALF_XF) * rate), int((gap[1] + HALF_XF) * rate)
+    integer = subtype.startswith("PCM")
+    for dtype in ("float64", "int32") if integer else ("float64",):
+        before, _ = sf.read(str(stem), dtype=dtype, always_2d=True)
+        after, _ = sf.read(str(take), dtype=dtype, always_2d=True)
+        assert after.shape == before.shape
+        assert np.array_equal(after[:lo], before[:lo]) and np.array_equal(after[hi:], before[hi:])
+        assert not np.array_equal(after[lo:hi], before[lo:hi])
+    delivery = sidecar(take)["delivery"]
+    assert (delivery["format"], delivery["subtype"], delivery["sample_rate"]) == (ext, subtype, rate)
+
+
+@pytest.mark.parametrize("ext, container, subtype", [("mp3", "MP3", "MPEG_LAYER_III"), ("ogg", "OGG", "VORBIS")])
+def test_lossy_inputs_come_back_as_float_wav_identical_to_their_decoded_samples(tmp_path, runner, ext, container, subtype):
+    rate, gap = 44100, (0.6, 0.8)
+    root = make_project(tmp_path / "p", rate=48000, bits=16)
+    stem = root / "inpaint" / f"pad.{ext}"
+    stem.parent.mkdir(parents=True)
+    t = np.arange(int(1.5 * rate)) / rate
+    sf.write(str(stem), np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, axis=1), rate, format=container, subtype=subtype)
+    (root / "inpaint" / "pad.toml").write_text(f"steps = 2\ntakes = 1\ngaps = [[{gap[0]}, {gap[1]}]]\n")
+    [outcome] = render(runner, root)
+    assert outcome.status == "rendered", outcome.error
+    [take] = outcome.files
+    info = sf.info(str(take))
+    assert (take.suffix, info.format, info.subtype, info.samplerate) == (".wav", "WAV", "FLOAT", rate)
+    decoded, _ = sf.read(str(stem), dtype="float64", always_2d=True)
+    after, _ = sf.read(str(take), dtype="float64", always_2d=True)
+    assert after.shape == decoded.shape
+    lo, hi = int((gap[0] - HALF_XF) * rate), int((gap[1] + HALF_XF) * rate)
+    assert np.array_equal(after[:lo], decoded[:lo]) and np.array_equal(after[hi:], decoded[hi:])
 
 
 # --------------------------------------------------------------------------- bad input

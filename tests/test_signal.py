@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.engine.gaps import CROSSFADE_SECONDS, Gap, check_gaps, find_silent_gaps, splice
-from host.engine.windows import OverlapJoiner, equal_power_fades, plan_windows
+from host.engine.gaps import CROSSFADE_SECONDS, Gap, check_gaps, crossfade_spans, find_silent_gaps, splice
+from host.engine.windows import OverlapJoiner, correlated_fades, equal_power_fades, plan_windows
 
 RATE = 48000
 
@@ -130,19 +130,150 @@ def test_splice_leaves_everything_outside_the_crossfades_bit_identical(rate, cha
     assert np.array_equal(original, _tone(2.0, rate=rate, channels=channels, seed=3))
 
 
-def test_splice_crossfades_are_20ms_equal_power():
+def test_splice_crossfades_are_20ms_centred_on_each_edge():
     rate = 48000
     n = rate
     original = np.ones((1, n))
-    fill = np.zeros((1, n))
+    fill = np.zeros((1, n))  # silent: no correlation to measure, so the equal-power end of the law
     g0, g1 = 20000, 30000
     out = splice(original, fill, g0, g1, rate)
     half = int(round(CROSSFADE_SECONDS * rate / 2))
-    fade_out, fade_in = equal_power_fades(2 * half)
+    fade_out, fade_in = correlated_fades(2 * half, 0.0)
     # original * fade_out + 0 * fade_in on the way in, 0 * fade_out + original * fade_in on the way out
     assert np.allclose(out[0, g0 - half : g0 + half], fade_out)
     assert np.allclose(out[0, g1 - half : g1 + half], fade_in)
     assert np.all(out[0, g0 + half : g1 - half] == 0.0)
+    assert np.all(out[0, : g0 - half] == 1.0) and np.all(out[0, g1 + half :] == 1.0)
+
+
+# --------------------------------------------------------------------------- the crossfade law at gap edges
+
+
+def _short_term_db(x: np.ndarray, width: int) -> np.ndarray:
+    """Level in dB of running ``width``-sample windows, power averaged over channels."""
+    power = np.mean(np.square(x), axis=0)
+    return 10 * np.log10(np.convolve(power, np.ones(width) / width, mode="valid"))
+
+
+def _bump_db(original: np.ndarray, fill: np.ndarray, g0: int, g1: int, rate: int, **kw) -> tuple[float, float]:
+    """(largest rise, largest fall) in dB of the spliced level against the expected level, in 1 ms
+    windows across both crossfades; the expected level is the original's (fill and original are
+    given at equal power)."""
+    out = splice(original, fill, g0, g1, rate, **kw)
+    half = int(round(CROSSFADE_SECONDS * rate / 2))
+    width = int(0.001 * rate)
+    diffs = []
+    for edge in (g0, g1):
+        span = slice(edge - half, edge + half)
+        diffs.append(_short_term_db(out[:, span], width) - _short_term_db(original[:, span], width))
+    d = np.concatenate(diffs)
+    return float(d.max()), float(d.min())
+
+
+def test_a_fill_that_reconstructs_the_original_is_crossfaded_without_a_level_bump():
+    """The fill next to each edge reconstructs the same audio: equal-power fades add it up to
+    +3 dB mid-fade; the correlation-following law keeps the level within 0.5 dB."""
+    rate = 48000
+    original = _tone(1.0, rate=rate, channels=2, seed=5)
+    g0, g1 = int(0.4 * rate), int(0.6 * rate)
+    rise, fall = _bump_db(original, original.copy(), g0, g1, rate)
+    assert rise < 0.5 and fall > -0.5, (rise, fall)
+    # what the equal-power law (today's) does with the same material
+    out_e, in_e = equal_power_fades(960)
+    assert 20 * np.log10((out_e + in_e).max()) > 2.9
+
+
+def test_unrelated_fill_material_is_crossfaded_without_a_dip():
+    """Fill and original independent (no correlation at the edge): the law falls back to
+    equal power, so the level neither dips nor bumps; an equal-gain (linear) fade would dip 3 dB."""
+    rate = 48000
+    rng = np.random.default_rng(11)
+    original = rng.standard_normal((64, rate)) * 0.1  # 64 channels: a steady average level
+    fill = rng.standard_normal((64, rate)) * 0.1
+    g0, g1 = int(0.4 * rate), int(0.6 * rate)
+    rise, fall = _bump_db(original, fill, g0, g1, rate)
+    assert rise < 0.5 and fall > -0.5, (rise, fall)
+    # the same material through an equal-gain fade (the law for correlated material) dips
+    rise_linear, fall_linear = _bump_db(original, fill, g0, g1, rate, correlation=(1.0, 1.0))
+    assert fall_linear < -2.5
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
+def test_partly_correlated_fill_keeps_the_level_through_the_crossfade(rho):
+    rate = 48000
+    rng = np.random.default_rng(12)
+    original = rng.standard_normal((64, rate)) * 0.1
+    fill = rho * original + np.sqrt(1 - rho**2) * rng.standard_normal((64, rate)) * 0.1  # equal power
+    g0, g1 = int(0.4 * rate), int(0.6 * rate)
+    rise, fall = _bump_db(original, fill, g0, g1, rate)
+    assert rise < 0.5 and fall > -0.5, (rho, rise, fall)
+
+
+@pytest.mark.parametrize("r", [0.0, 0.25, 0.5, 0.75, 1.0])
+@pytest.mark.parametrize("n", [1, 2, 7, 960])
+def test_correlated_fades_hold_the_mix_power_for_their_correlation(n, r):
+    fade_out, fade_in = correlated_fades(n, r)
+    assert len(fade_out) == len(fade_in) == n
+    assert np.allclose(fade_out**2 + fade_in**2 + 2 * r * fade_out * fade_in, 1.0, atol=1e-12)
+    assert np.all(np.diff(fade_out) <= 0) and np.all(np.diff(fade_in) >= 0)
+    assert np.all((fade_out >= 0) & (fade_out <= 1)) and np.all((fade_in >= 0) & (fade_in <= 1))
+    if r == 1.0:
+        assert np.allclose(fade_out + fade_in, 1.0)  # equal gain
+    if n == 960:  # starts on the original, ends on the fill
+        assert fade_out[0] > 0.999 and fade_in[-1] > 0.999
+
+
+# --------------------------------------------------------------------------- gaps at and near the file's ends
+
+
+N, HALF = 48000, int(round(CROSSFADE_SECONDS * 48000 / 2))
+
+
+@pytest.mark.parametrize(
+    "g0, g1",
+    [
+        (0, 240),  # /audiohost/inpaint p x 0 0.005
+        (0, 4800),
+        (N - 240, N),
+        (N - 4800, N),
+        (1, 4800),  # within 1 sample of the start
+        (N - 4800, N - 1),  # ... of the end
+        (HALF - 1, 4800),  # within 10 ms (half a crossfade)
+        (N - 4800, N - HALF + 1),
+        (2 * HALF - 1, 4800),  # within one crossfade
+        (N - 4800, N - 2 * HALF + 1),
+        (20000, 20001),  # a 1-sample gap
+        (HALF, HALF + 1),
+        (N - 1, N),
+        (0, 1),
+        (20000, 20003),
+        (3, N - 3),  # all but a few samples
+        (0, N),  # all of it
+    ],
+)
+def test_gaps_at_and_near_the_ends_splice_cleanly(g0, g1):
+    rate = 48000
+    original = np.ones((2, N))
+    fill = np.zeros((2, N))
+    out = splice(original, fill, g0, g1, rate)
+    assert out.shape == original.shape
+    lo, hi = max(0, g0 - HALF), min(N, g1 + HALF)
+    # bit-identical outside the gap and its crossfades
+    assert np.array_equal(out[:, :lo], original[:, :lo]) and np.array_equal(out[:, hi:], original[:, hi:])
+    # the fill alone holds the gap's middle
+    mid = (g0 + g1 - 1) // 2
+    assert np.all(out[:, mid] == 0.0)
+    # the original's share falls monotonically into the gap and rises out of it: no steps back
+    share = out[0]
+    assert np.all(np.diff(share[lo : mid + 1]) <= 1e-12) and np.all(np.diff(share[mid:hi]) >= -1e-12)
+    assert np.all((share >= 0) & (share <= 1))
+    # a gap touching an end has no crossfade on that side
+    left, right = crossfade_spans(g0, g1, N, rate)
+    assert (left is None) == (g0 == 0) and (right is None) == (g1 == N)
+    if g0 == 0:  # the fill from the very first sample up to where it fades out at the right edge
+        assert np.all(out[:, : right[0] if right else N] == 0.0)
+    if g1 == N:
+        assert np.all(out[:, left[1] if left else 0 :] == 0.0)
 
 
 # --------------------------------------------------------------------------- fades and windows

@@ -1,15 +1,17 @@
 """Pure helpers for gap inpainting: finding gaps, choosing the window around one, splicing a fill in.
 
-Everything outside a gap and its two edge crossfades stays bit-identical to the input.
+Everything outside a gap and its two edge crossfades stays bit-identical to the input. The
+crossfades follow the correlation measured at each edge (see ``correlated_fades``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from host.engine.windows import equal_power_fades
+from host.engine.windows import correlated_fades
 
 SILENCE_DBFS = -90.0
 MIN_GAP_SECONDS = 0.1
@@ -71,24 +73,72 @@ def context_window(gap: Gap, duration: float, window: float) -> tuple[float, flo
     return start, start + span
 
 
-def splice(original: np.ndarray, fill: np.ndarray, gap_start: int, gap_end: int, rate: int) -> np.ndarray:
+def crossfade_spans(gap_start: int, gap_end: int, n: int, rate: int) -> tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]:
+    """Where a gap's two crossfades lie, as [lo, hi) sample spans: (left, right).
+
+    Each is CROSSFADE_SECONDS long and centred on its edge. At the file's ends a fade is cut to
+    what the file holds, and a gap touching an end has no fade there (None): there is nothing to
+    fade from. A gap shorter than one crossfade gets fades that stop short of its middle, so the
+    fill alone holds at least one sample of every gap; only the part of each fade inside the gap
+    is shortened, never the part outside.
+    """
+    half = int(round(CROSSFADE_SECONDS * rate / 2))
+    inner = min(half, (gap_end - gap_start - 1) // 2)
+    left = (max(0, gap_start - half), gap_start + inner) if gap_start > 0 else None
+    right = (gap_end - inner, min(n, gap_end + half)) if gap_end < n else None
+    return left, right
+
+
+def edge_correlations(original: np.ndarray, fill: np.ndarray, gap_start: int, gap_end: int, rate: int) -> tuple[Optional[float], Optional[float]]:
+    """How alike fill and original are just outside each edge: the normalised correlation over
+    one crossfade length of the original's own audio (all channels together), or None where
+    there is less than 1 ms of it or either side is digitally silent there."""
+    n = original.shape[-1]
+    span = 2 * int(round(CROSSFADE_SECONDS * rate / 2))
+    least = max(1, int(round(0.001 * rate)))
+
+    def corr(lo: int, hi: int) -> Optional[float]:
+        if hi - lo < least:
+            return None
+        x = np.asarray(original[..., lo:hi], dtype=np.float64).ravel()
+        y = np.asarray(fill[..., lo:hi], dtype=np.float64).ravel()
+        energy = float(np.dot(x, x) * np.dot(y, y))
+        if energy <= 1e-24:
+            return None
+        return float(np.clip(np.dot(x, y) / np.sqrt(energy), -1.0, 1.0))
+
+    return corr(max(0, gap_start - span), gap_start), corr(gap_end, min(n, gap_end + span))
+
+
+def splice(
+    original: np.ndarray,
+    fill: np.ndarray,
+    gap_start: int,
+    gap_end: int,
+    rate: int,
+    correlation: Optional[tuple[Optional[float], Optional[float]]] = None,
+) -> np.ndarray:
     """``original`` with ``fill`` (same shape, aligned sample for sample) inside [gap_start, gap_end).
 
-    Each edge gets an equal-power crossfade of CROSSFADE_SECONDS centred on it; every sample
-    outside [gap_start - xf/2, gap_end + xf/2) is copied from ``original`` untouched.
+    The crossfades lie where :func:`crossfade_spans` puts them; each uses the law of
+    :func:`~host.engine.windows.correlated_fades` for the correlation measured at its edge
+    (:func:`edge_correlations`, or ``correlation`` if given; None counts as 0, equal-power).
+    Every sample outside [gap_start - xf/2, gap_end + xf/2) is copied from ``original`` untouched.
     """
     out = original.copy()
     n = original.shape[-1]
-    half = int(round(CROSSFADE_SECONDS * rate / 2))
-    a, b = max(0, gap_start - half), min(n, gap_end + half)
-    out[..., a:b] = fill[..., a:b]
-    fade_out, fade_in = equal_power_fades(min(2 * half, gap_start + half) if gap_start else 0)
-    if len(fade_in):
-        lo = gap_start + half - len(fade_in)
-        out[..., lo : lo + len(fade_in)] = original[..., lo : lo + len(fade_in)] * fade_out + fill[..., lo : lo + len(fade_in)] * fade_in
-    m = min(2 * half, n - (gap_end - half)) if gap_end < n else 0
-    fade_out, fade_in = equal_power_fades(m)
-    if m:
-        lo = gap_end - half
-        out[..., lo : lo + m] = fill[..., lo : lo + m] * fade_out + original[..., lo : lo + m] * fade_in
+    left, right = crossfade_spans(gap_start, gap_end, n, rate)
+    if correlation is None:
+        correlation = edge_correlations(original, fill, gap_start, gap_end, rate)
+    lo = left[1] if left else gap_start
+    hi = right[0] if right else gap_end
+    out[..., lo:hi] = fill[..., lo:hi]
+    if left:
+        a, b = left
+        fade_out, fade_in = correlated_fades(b - a, correlation[0] or 0.0)
+        out[..., a:b] = original[..., a:b] * fade_out + fill[..., a:b] * fade_in
+    if right:
+        a, b = right
+        fade_out, fade_in = correlated_fades(b - a, correlation[1] or 0.0)
+        out[..., a:b] = fill[..., a:b] * fade_out + original[..., a:b] * fade_in
     return out

@@ -16,6 +16,27 @@ def equal_power_fades(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(0.5 * np.pi * x), np.sin(0.5 * np.pi * x)
 
 
+def correlated_fades(n: int, correlation: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fade out, fade in) of n samples that keep the level steady when crossfading two signals
+    of equal power whose correlation is ``correlation`` (clamped to [0, 1]).
+
+    Mixing ``out * x + in * y`` has power ``out**2 + in**2 + 2 * correlation * out * in`` (times
+    the common power); these fades hold that at 1 on every sample. Write ``in = even + odd`` and
+    ``out = even - odd`` with ``odd`` rising from -1/2 to 1/2 along a half sine (so both fades
+    start and end with zero slope); the power is ``2 even**2 (1 + r) + 2 odd**2 (1 - r)``, which
+    fixes ``even``. At correlation 1 this is an equal-gain raised-cosine fade (out + in = 1, no
+    bump for identical signals); at 0 it is equal-power (out**2 + in**2 = 1, no dip for unrelated
+    ones). Anti-correlated material (r < 0) is treated as unrelated: it dips mid-fade.
+    """
+    if n <= 0:
+        return np.zeros(0), np.zeros(0)
+    r = float(np.clip(correlation, 0.0, 1.0))
+    x = (np.arange(n) + 0.5) / n
+    odd = 0.5 * np.sin(np.pi * (x - 0.5))
+    even = np.sqrt((1.0 - 2.0 * odd**2 * (1.0 - r)) / (2.0 * (1.0 + r)))
+    return even - odd, even + odd
+
+
 def plan_windows(total: int, window: int, overlap: int) -> list[tuple[int, int]]:
     """[start, end) windows of at most ``window`` samples covering ``total``, neighbours sharing ``overlap``."""
     if total <= 0:

@@ -6,8 +6,9 @@ a :class:`Finished` (the samples, their rate and sample format, and what was mea
 - foley and restyle: resampled to the project rate, the preset's chain, loudness to the target
   under the true-peak ceiling, the project's bit depth and format;
 - inpaint: each gap's fill is taken from the rendered take, resampled to the stem's own rate,
-  run through the chain and spliced into the stem, which is otherwise left exactly as it was and
-  written back in its own sample format.
+  run through the chain, matched to the level at the gap's edges, kept under the ceiling and
+  spliced into the stem, which is otherwise left exactly as it was and written back in its own
+  sample format.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from host.config.schema import Delivery
 from host.engine import gaps as gapmath
 from host.finish.chain import apply_chain
 from host.finish.delivery import finish, resample
+from host.finish.fill import finish_fill
 from host.intake.audio import StemAudio
-
-SUBTYPE_BITS = {"PCM_S8": 16, "PCM_U8": 16, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 32}
+from host.output.files import input_sample_format
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Finished:
     levels: dict[str, Any]  # what was measured, for the sidecar
     delivery: dict[str, Any]  # what the file is, for the sidecar
     extra: dict[str, Any] = field(default_factory=dict)  # further sidecar fields (gaps, strength, ...)
+    subtype: Optional[str] = None  # write exactly this libsndfile sample format (inpaint: the stem's own)
 
     @property
     def seconds(self) -> float:
@@ -64,22 +66,27 @@ def fill_gaps(
     true_peak: float,
 ) -> Finished:
     """An inpaint take: every gap of ``stem`` filled from ``rendered`` (the model's take, as long
-    as the stem), everything outside the gaps and their crossfades bit-identical to the stem."""
+    as the stem), everything outside the gaps and their crossfades bit-identical to the stem, in
+    the stem's own sample format. Each fill is finished by ``finish_fill``: the chain, matched to
+    the level at the gap's edges, kept under the ceiling, spliced in."""
     rate, n = stem.rate, stem.audio.shape[1]
     channels = stem.audio.shape[0]
     result = stem.audio.copy()
+    spans = [g.samples(rate) for g in gaps]
+    fills = []
     for gap, (w0, w1) in zip(gaps, windows):
         a, b = int(round(w0 * rate)), min(n, int(round(w1 * rate)))
         m0, m1 = int(round(w0 * model_rate)), min(len(rendered), int(round(w1 * model_rate)))
         fill = fit(resample(np.asarray(rendered[m0:m1], dtype=np.float32)[None], model_rate, rate), b - a)
-        fill = apply_chain(board, np.repeat(fill, channels, axis=0), rate)
-        g0, g1 = gap.samples(rate)
-        result[:, a:b] = gapmath.splice(result[:, a:b], fill.astype(np.float64), g0 - a, g1 - a, rate)
-    bits = SUBTYPE_BITS.get(stem.subtype, 24)
-    fmt = "flac" if stem.format == "FLAC" and bits != 32 else "wav"
-    described = {"sample_rate": rate, "bit_depth": bits, "format": fmt, "loudness": None, "true_peak": true_peak, "channels": channels}
-    extra = {"gaps": [[g.start, g.end] for g in gaps], "delivered_as_input": True}
-    return Finished(result, rate, bits, fmt, {"loudness_normalised": False}, described, extra)
+        result[:, a:b], levels = finish_fill(result, np.repeat(fill, channels, axis=0), gap.samples(rate), (a, b), rate, board, true_peak, spans)
+        fills.append(levels)
+    as_input = input_sample_format(stem.format, stem.subtype, stem.audio)
+    described = {
+        "sample_rate": rate, "bit_depth": as_input.bits, "subtype": as_input.subtype, "format": as_input.container,
+        "loudness": None, "true_peak": true_peak, "channels": channels,
+    }
+    extra = {"gaps": [[g.start, g.end] for g in gaps], "delivered_as_input": True, "fills": fills}
+    return Finished(result, rate, as_input.bits, as_input.container, {"loudness_normalised": False}, described, extra, subtype=as_input.subtype)
 
 
 def fit(audio: np.ndarray, length: int) -> np.ndarray:

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Optional
 
 import numpy as np
 import soundfile as sf
@@ -24,25 +25,78 @@ _SUBTYPES = {
     "flac": {16: "PCM_16", 24: "PCM_24"},
 }
 
+# Sample formats written back exactly as read: bits per sample (float ones by their width).
+EXACT_SUBTYPES = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64}
+# Containers an input's own format is kept in (libsndfile's name -> extension); others become WAV.
+KEPT_CONTAINERS = {"WAV": "wav", "FLAC": "flac", "AIFF": "aiff"}
+# Encodings whose decoded samples are not whole numbers: always written as float.
+LOSSY_SUBTYPES = frozenset({"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS", "OPUS"})
 
-def write_audio_new(path: Path, audio: np.ndarray, rate: int, bit_depth: int, fmt: str) -> None:
+
+@dataclass(frozen=True)
+class SampleFormat:
+    """A container (also the file extension: wav, flac, aiff) and a libsndfile subtype."""
+
+    container: str
+    subtype: str
+
+    @property
+    def bits(self) -> int:
+        return EXACT_SUBTYPES[self.subtype]
+
+
+def input_sample_format(container: str, subtype: str, audio: np.ndarray) -> SampleFormat:
+    """What a file read as ``container``/``subtype`` (libsndfile's names, e.g. "WAV", "PCM_24") is
+    written back as, so that every decoded sample of ``audio`` reads back bit for bit.
+
+    1. Plain PCM or float (8/16/24/32-bit integer, 32/64-bit float): the same subtype, in the same
+       container when that is WAV, FLAC or AIFF, else in WAV (where signed 8-bit becomes WAV's
+       unsigned 8-bit: the same 256 values).
+    2. Other encodings that decode to whole numbers (mu-law, A-law, ADPCM, GSM 6.10, ALAC, ...): WAV
+       PCM at the narrowest of 16, 24 or 32 bits that holds every decoded sample exactly.
+    3. Lossy ones (MP3, Vorbis, Opus), and whatever 2 cannot hold: 32-bit float WAV, or 64-bit
+       float in the rare case a decoded sample is not a 32-bit float.
+    """
+    container, subtype = container.upper(), subtype.upper()
+    if subtype in EXACT_SUBTYPES:
+        ext = KEPT_CONTAINERS.get(container)
+        if ext is not None and sf.check_format(container, subtype):
+            return SampleFormat(ext, subtype)
+        return SampleFormat("wav", "PCM_U8" if subtype == "PCM_S8" else subtype)
+    x = np.asarray(audio, dtype=np.float64)
+    if subtype not in LOSSY_SUBTYPES:
+        for bits in (16, 24, 32):
+            top = float(1 << (bits - 1))
+            scaled = x * top
+            if np.all((scaled >= -top) & (scaled < top)) and np.array_equal(scaled, np.rint(scaled)):
+                return SampleFormat("wav", f"PCM_{bits}")
+    return SampleFormat("wav", "FLOAT" if np.array_equal(x, x.astype(np.float32)) else "DOUBLE")
+
+
+def write_audio_new(path: Path, audio: np.ndarray, rate: int, bit_depth: Optional[int], fmt: str, subtype: Optional[str] = None) -> None:
     """Write ``audio`` (channels, samples) as a new WAV/FLAC file at ``path``; never overwrite.
 
-    16/24-bit are integer PCM (WAV and FLAC), 32 is 32-bit float (WAV only). Integer samples are
-    clipped to [-1, 1) and rounded here, so out-of-range input saturates instead of wrapping.
+    16/24-bit are integer PCM (WAV and FLAC), 32 is 32-bit float (WAV only): the project's
+    delivery formats. ``subtype`` instead names the libsndfile sample format to write (one of
+    ``EXACT_SUBTYPES``, as :func:`input_sample_format` chooses; ``bit_depth`` is then unused)
+    and ``fmt`` may also be "aiff". Integer samples are clipped to [-1, 1) and rounded here, so
+    out-of-range input saturates instead of wrapping; float samples are written as they are.
     Raises ``FileExistsError`` if ``path`` exists (the existing file is left untouched) and
     ``ValueError`` for an unsupported format/depth.
     """
     fmt = fmt.lower()
-    subtype = _SUBTYPES.get(fmt, {}).get(bit_depth)
     if subtype is None:
-        raise ValueError(f"cannot write {bit_depth}-bit {fmt!r} (supported: wav 16/24/32, flac 16/24)")
+        subtype = _SUBTYPES.get(fmt, {}).get(bit_depth)
+        if subtype is None:
+            raise ValueError(f"cannot write {bit_depth}-bit {fmt!r} (supported: wav 16/24/32, flac 16/24)")
+    elif subtype not in EXACT_SUBTYPES or fmt not in KEPT_CONTAINERS.values() or not sf.check_format(fmt.upper(), subtype):
+        raise ValueError(f"cannot write {subtype!r} in {fmt!r} (supported: {', '.join(EXACT_SUBTYPES)} in wav, flac or aiff where the container allows)")
     x = np.asarray(audio)
     if x.ndim == 1:
         x = x[np.newaxis, :]
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"audio must be (channels, samples), got shape {x.shape}")
-    frames = _quantise(x, bit_depth).T  # soundfile wants (frames, channels)
+    frames = _quantise(x, subtype).T  # soundfile wants (frames, channels)
 
     def write(f: BinaryIO) -> None:
         sf.write(f, frames, int(rate), subtype=subtype, format=fmt.upper())
@@ -118,15 +172,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
-    """float -> float32 (32) or clipped, rounded integers (16: int16, 24: int32 with the low byte 0)."""
-    if bit_depth == 32:
+def _quantise(x: np.ndarray, subtype: str) -> np.ndarray:
+    """float -> float32 (FLOAT), float64 (DOUBLE), or clipped, rounded integers as int32 with the
+    sample in the top bits (libsndfile keeps the top 8/16/24/32 bits of int32 samples)."""
+    if subtype == "FLOAT":
         return np.ascontiguousarray(x, dtype=np.float32)
-    scale = float(1 << (bit_depth - 1))
-    q = np.clip(np.rint(np.asarray(x, dtype=np.float64) * scale), -scale, scale - 1)
-    if bit_depth == 16:
-        return q.astype(np.int16)
-    return q.astype(np.int32) << 8  # libsndfile keeps the top 24 bits of int32 samples
+    if subtype == "DOUBLE":
+        return np.ascontiguousarray(x, dtype=np.float64)
+    bits = EXACT_SUBTYPES[subtype]
+    scale = float(1 << (bits - 1))
+    q = np.clip(np.rint(np.asarray(x, dtype=np.float64) * scale), -scale, scale - 1).astype(np.int64)
+    return np.ascontiguousarray(q << (32 - bits), dtype=np.int32)
 
 
 def _json_default(value: Any) -> Any:
