@@ -337,6 +337,17 @@ def test_a_broken_input_ixml_is_replaced_by_the_takes(tmp_path):
         assert root.findtext("PROJECT") == "demo" and root.findtext("NOTE") == meta().prompt
 
 
+@pytest.mark.parametrize("length", [0, 9, 345, 346, 353, 601, 602])
+def test_a_short_input_bext_still_merges(tmp_path, length):
+    full = struct.pack("<256s32s32s10s8sQ", b"old", b"rec", b"ref", b"2025-01-01", b"00:00:00", 123456789) + b"\1" * 256
+    carried = Carried(sample_rate=48000, chunks=(Chunk(b"bext", full[:length]),))
+    out = tmp_path / "t.wav"
+    write_audio_new(out, tone(), 48000, 24, "wav", metadata=meta(), carried=carried)
+    bext = wavinfo.WavInfoReader(str(out)).bext
+    assert bext.time_reference == (123456789 if length >= 346 else 0)  # read only where it is whole
+    assert bext.description == meta().prompt and bext.version == 2
+
+
 def test_input_time_reference_is_rescaled_to_the_takes_rate(tmp_path):
     source = tmp_path / "in.wav"
     bwf_input(source, frames=100)

@@ -66,6 +66,7 @@ BLOCK = "AUDIOHOST"  # our own iXML block, as vendors (STEINBERG, ...) add their
 
 _BEXT = struct.Struct("<256s32s32s10s8sQH64shhhhh180s")
 assert _BEXT.size == BEXT_FIXED
+_TREF_END = 256 + 32 + 32 + 10 + 8 + 8  # TimeReference is whole in a bext at least this long
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,9 @@ def bext_payload(meta: TakeMetadata, history: str = "", time_reference: Optional
 
 
 def parse_bext(data: bytes) -> Bext:
-    """Read a ``bext`` payload; a short (damaged or v0) one is padded with zeros, so a file with
-    a truncated bext reads as far as it goes rather than failing."""
+    """Read a ``bext`` payload; a short (damaged) one is padded with zeros, so a file with a
+    truncated bext reads as far as it goes rather than failing (a TimeReference it cuts off
+    reads as 0)."""
     raw = data[:BEXT_FIXED].ljust(BEXT_FIXED, b"\0")
     (desc, orig, ref, date, time_, tref, version, umid, *loud, _reserved) = _BEXT.unpack(raw)
     return Bext(
@@ -175,7 +177,7 @@ def parse_bext(data: bytes) -> Bext:
         originator_reference=_text(ref),
         origination_date=_text(date),
         origination_time=_text(time_),
-        time_reference=tref,
+        time_reference=tref if len(data) >= _TREF_END else 0,  # a cut-off number is no number
         version=version,
         umid=umid,
         loudness=tuple(loud),  # type: ignore[arg-type]

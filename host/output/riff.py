@@ -139,11 +139,12 @@ def read_layout(f: BinaryIO, where: str = "WAV file") -> Layout:
 
     chunks: list[ChunkRef] = []
     damaged: Optional[str] = None
+    seen_data = False
     pos = 12
     while pos + 8 <= file_size:
         if len(chunks) >= MAX_CHUNKS:
             raise InputError(where, f"more than {MAX_CHUNKS} chunks; not a WAV file a recorder or DAW writes")
-        if declared_end is not None and pos == declared_end and any(c.id == b"data" for c in chunks):
+        if declared_end is not None and pos == declared_end and seen_data:
             if pos < file_size:
                 damaged = f"{file_size - pos} bytes after the end of the RIFF ignored"
             break  # what follows lies outside the RIFF (an appended tag, garbage)
@@ -181,6 +182,7 @@ def read_layout(f: BinaryIO, where: str = "WAV file") -> Layout:
                 damaged = f"chunk '{_show(chunk_id)}' at offset {pos} runs past the end of the file; it and the rest were ignored"
                 break
         chunks.append(ChunkRef(chunk_id, payload, size))
+        seen_data = seen_data or chunk_id == b"data"
         step = payload + size + (size & 1)
         if size & 1 and not _plausible_header(f, step, file_size) and _plausible_header(f, payload + size, file_size):
             step = payload + size  # a writer that forgot the pad byte
