@@ -320,6 +320,14 @@ def test_an_inpainted_take_keeps_every_chunk_its_input_had(tmp_path):
     np.testing.assert_array_equal(got[outside], ints[outside])  # bit-identical outside the gap
 
 
+def test_chunks_cannot_be_carried_into_a_take_at_another_rate(tmp_path):
+    source = tmp_path / "in.wav"
+    bwf_input(source, frames=100)
+    with pytest.raises(ValueError, match="48000 Hz input"):
+        write_audio_new(tmp_path / "out.wav", tone(), 44100, 24, "wav", metadata=meta(sample_rate=44100), carried=read_carried(source))
+    assert not (tmp_path / "out.wav").exists()
+
+
 def test_carried_chunks_without_take_metadata_are_kept_as_they_are(tmp_path):
     source = tmp_path / "in.wav"
     _, input_chunks = bwf_input(source, frames=1000)

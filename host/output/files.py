@@ -67,6 +67,9 @@ def write_audio_new(
     frames = _quantise(x, bit_depth).T  # soundfile wants (frames, channels)
     if chunks and fmt != "wav":
         raise ValueError(f"WAV chunks ({', '.join(c.name for c in chunks)}) cannot go into a {fmt} file")
+    if carried is not None and carried.chunks and carried.sample_rate not in (0, int(rate)):
+        # cue points, loops and the like count samples at the input's rate
+        raise ValueError(f"chunks carried from a {carried.sample_rate} Hz input cannot go into a {rate} Hz take")
     container = container_for(frames.nbytes) if fmt == "wav" else fmt.upper()
     embed = metadata is not None or bool(chunks) or (carried is not None and (carried.chunks or carried.tags))
 
