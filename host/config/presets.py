@@ -20,6 +20,7 @@ from typing import Any, Iterable, Literal, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from host.config.schema import DeliveryOverrides, Effect
+from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -44,6 +45,7 @@ OVERRIDABLE = (
     "scheduler",
     "chain",
     "delivery",
+    "ucs",
 )
 
 
@@ -223,6 +225,15 @@ class Preset(BaseModel):
     scheduler: Literal["ddim", "dpm"] = "ddim"
     chain: list[Effect] = []
     delivery: DeliveryOverrides = DeliveryOverrides()
+    ucs: Optional[str] = None  # UCS CatID (e.g. "DOORWood") for UCS file names; checked against the list
+
+    @field_validator("ucs", mode="before")
+    @classmethod
+    def _ucs(cls, value: Any) -> Any:
+        problem = None if value is None else cat_id_problem(value)  # None: from model_dump
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("kind", "description", "prompt", "negative_prompt", "scheduler", mode="before")
     @classmethod

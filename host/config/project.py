@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -34,6 +34,7 @@ from host.config.presets import (
     validate_chain,
 )
 from host.config.schema import AudioFormat, BitDepth, Delivery, DeliveryOverrides
+from host.config.ucs import id_problem
 from host.errors import InputError
 
 PROJECT_FILE = "project.toml"
@@ -78,6 +79,11 @@ class ProjectSettings(BaseModel):
     model: Optional[str] = None  # AudioLDM checkpoint; None = the host's default
     restyle_preset: str = "restyle-texture"  # for stems dropped directly into restyle/
     inpaint_preset: str = "inpaint-seamless"  # for stems dropped directly into inpaint/
+    # File naming: "default" (<name>_tNN) or "ucs" (CatID_FXName_CreatorID_SourceID), which needs
+    # creator_id (who made it, e.g. initials) and source_id (the project or library).
+    naming: Literal["default", "ucs"] = "default"
+    creator_id: Optional[str] = Field(None, validate_default=True)
+    source_id: Optional[str] = Field(None, validate_default=True)
 
     @field_validator("loudness", mode="before")
     @classmethod
@@ -101,6 +107,18 @@ class ProjectSettings(BaseModel):
     def _text(cls, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"must be non-empty text, got {show_value(value)}")
+        return value
+
+    @field_validator("creator_id", "source_id", mode="before")
+    @classmethod
+    def _ucs_ids(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            if info.data.get("naming") == "ucs":
+                raise ValueError('required when naming = "ucs" (UCS names are CatID_FXName_CreatorID_SourceID)')
+            return None
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("format")

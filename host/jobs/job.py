@@ -45,7 +45,8 @@ class Job(BaseModel):
             "render_version": RENDER_VERSION,
             "kind": self.kind,
             "name": self.name,
-            "preset": self.preset.model_dump(mode="json"),
+            # ucs names the file, not the sound: changing it (or adding the field) renders nothing
+            "preset": self.preset.model_dump(mode="json", exclude={"ucs"}),
             "delivery": self.delivery.model_dump(mode="json"),
             "gaps": self.gaps,
             "input": input_hash if input_hash is not None else self.input_sha256,

@@ -11,14 +11,20 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
 
+from host.output.metadata import Carried, TakeMetadata, flac_tags, take_chunks, write_flac_tags
+from host.output.riff import Chunk, container_for, write_wav
+
 PARTIAL_SUFFIX = ".partial"
+SPOOL_BYTES = 64 << 20  # audio up to this size is embedded in memory, larger on a temp disk file
 
 _SUBTYPES = {
     "wav": {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"},
@@ -73,7 +79,18 @@ def input_sample_format(container: str, subtype: str, audio: np.ndarray) -> Samp
     return SampleFormat("wav", "FLOAT" if np.array_equal(x, x.astype(np.float32)) else "DOUBLE")
 
 
-def write_audio_new(path: Path, audio: np.ndarray, rate: int, bit_depth: Optional[int], fmt: str, subtype: Optional[str] = None) -> None:
+def write_audio_new(
+    path: Path,
+    audio: np.ndarray,
+    rate: int,
+    bit_depth: Optional[int],
+    fmt: str,
+    subtype: Optional[str] = None,
+    *,
+    metadata: Optional[TakeMetadata] = None,
+    carried: Optional[Carried] = None,
+    chunks: Sequence[Chunk] = (),
+) -> None:
     """Write ``audio`` (channels, samples) as a new WAV/FLAC file at ``path``; never overwrite.
 
     16/24-bit are integer PCM (WAV and FLAC), 32 is 32-bit float (WAV only): the project's
@@ -83,6 +100,12 @@ def write_audio_new(path: Path, audio: np.ndarray, rate: int, bit_depth: Optiona
     out-of-range input saturates instead of wrapping; float samples are written as they are.
     Raises ``FileExistsError`` if ``path`` exists (the existing file is left untouched) and
     ``ValueError`` for an unsupported format/depth.
+
+    ``metadata``: the take's bext/iXML chunks (WAV) or Vorbis comments (FLAC), written before the
+    file is published (:mod:`host.output.metadata`). ``carried``: what the input held
+    (:func:`~host.output.metadata.read_carried`), kept in the take: only for a take written in the
+    input's own format and rate (inpainting). ``chunks``: further WAV chunks, e.g. a ``smpl`` loop.
+    A WAV whose audio would pass 4 GiB is written as RF64.
     """
     fmt = fmt.lower()
     if subtype is None:
@@ -97,9 +120,33 @@ def write_audio_new(path: Path, audio: np.ndarray, rate: int, bit_depth: Optiona
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"audio must be (channels, samples), got shape {x.shape}")
     frames = _quantise(x, subtype).T  # soundfile wants (frames, channels)
+    if chunks and fmt != "wav":
+        raise ValueError(f"WAV chunks ({', '.join(c.name for c in chunks)}) cannot go into a {fmt} file")
+    if carried is not None and carried.chunks and carried.sample_rate not in (0, int(rate)):
+        # cue points, loops and the like count samples at the input's rate
+        raise ValueError(f"chunks carried from a {carried.sample_rate} Hz input cannot go into a {rate} Hz take")
+    container = container_for(frames.nbytes) if fmt == "wav" else fmt.upper()
+    embed = metadata is not None or bool(chunks) or (carried is not None and (carried.chunks or carried.tags))
 
     def write(f: BinaryIO) -> None:
-        sf.write(f, frames, int(rate), subtype=subtype, format=fmt.upper())
+        if not embed:
+            sf.write(f, frames, int(rate), subtype=subtype, format=container)
+            return
+        # soundfile writes the audio to a spool (memory, or disk past SPOOL_BYTES); the chunks or
+        # comments go in on the way to the temp file that _publish links into place.
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            sf.write(spool, frames, int(rate), subtype=subtype, format=container)
+            spool.seek(0)
+            if fmt == "wav":
+                extra = take_chunks(metadata, carried, chunks) if metadata is not None else _carried_chunks(carried, chunks)
+                write_wav(f, spool, extra, fmt=carried.fmt if carried is not None else None)
+            else:
+                if metadata is not None:
+                    write_flac_tags(spool, flac_tags(metadata, carried))
+                elif carried is not None:
+                    write_flac_tags(spool, carried.tags)
+                spool.seek(0)
+                shutil.copyfileobj(spool, f, 1 << 20)
 
     _publish(Path(path), write)
 
@@ -170,6 +217,13 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _carried_chunks(carried: Optional[Carried], chunks: Sequence[Chunk]) -> list[Chunk]:
+    """Without take metadata: the input's chunks, with ``chunks`` replacing ones of their kind."""
+    keys = {c.key for c in chunks}
+    kept = [c for c in carried.chunks if c.key not in keys] if carried is not None else []
+    return kept + list(chunks)
 
 
 def _quantise(x: np.ndarray, subtype: str) -> np.ndarray:
