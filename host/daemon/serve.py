@@ -13,8 +13,6 @@ import signal
 import threading
 from pathlib import Path
 
-from pythonosc.osc_server import BlockingOSCUDPServer
-
 import host as host_package
 from host.daemon.announce import Announcer
 from host.daemon.config import DaemonConfig, load_config
@@ -22,7 +20,7 @@ from host.daemon.service import RenderHost
 from host.daemon.worker import Worker
 from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
 from host.errors import InputError
-from host.intake.osc import RequestDispatcher
+from host.intake.osc import OscServer, RequestDispatcher
 from host.intake.watch import FolderWatch
 from host.jobs.journal import Journal
 from host.output.files import remove_partials
@@ -102,7 +100,7 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     dispatcher = RequestDispatcher(host)
     host.dispatcher = dispatcher
     try:
-        server = BlockingOSCUDPServer((config.osc_host, config.osc_port), dispatcher)
+        server = OscServer((config.osc_host, config.osc_port), dispatcher)
     except OSError as err:
         print(f"error: --osc-port {config.osc_port}: cannot listen on {config.osc_host}: {err.strerror}")
         return 2

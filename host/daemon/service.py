@@ -242,6 +242,7 @@ class RenderHost:
             "malformed": d.malformed if d else 0,
             "refused": d.refused if d else 0,
             "queued": counts["queued"] + counts["running"],
+            "dropped": d.dropped if d else 0,  # last in the reply: appended after the others
         }
 
 
