@@ -19,14 +19,16 @@ from typing import Optional
 from host.config.paths import confine
 from host.config.presets import PresetEntry, preset_library
 from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
-from host.daemon.announce import Announcer
+from host.daemon.announce import Announcer, done_fits
 from host.daemon.config import DaemonConfig
 from host.errors import InputError
 from host.intake.drops import stem_from_path
+from host.intake.limits import MAX_REPLY_BYTES
 from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
 from host.jobs.job import Job
 from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
 from host.output.files import file_sha256
+from host.output.takes import take_folder
 from host.runner import cached_takes
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class RenderHost:
         return job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
 
     def submit_request(self, job: Job, req, tag: str) -> int:
+        check_done_reply(job, req.address)
         reply_to = (req.sender[0], self.config.reply_port)
         job_id = self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address)
         return job_id
@@ -147,10 +150,13 @@ class RenderHost:
             if not cues:
                 bad = [p for p in problems if "cue" in p.where]
                 raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
+        jobs = [job_from_cue(project, c, source="osc") for c in cues]
+        for job in jobs:
+            check_done_reply(job, req.address)
         for p in problems:
             self.announcer.send("/audiohost/error", [req.address, str(p)], (req.sender[0], self.config.reply_port), subscribers=False)
         reply_to = (req.sender[0], self.config.reply_port)
-        return [self.submit(job_from_cue(project, c, source="osc"), PRIORITY_OSC, tag, reply_to, where=req.address) for c in cues]
+        return [self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address) for job in jobs]
 
     def submit(self, job: Job, priority: int, tag: str = "", reply_to=None, where: str = "queue") -> int:
         try:
@@ -244,6 +250,20 @@ class RenderHost:
             "queued": counts["queued"] + counts["running"],
             "dropped": d.dropped if d else 0,  # last in the reply: appended after the others
         }
+
+
+def check_done_reply(job: Job, where: str) -> None:
+    """Refuse an OSC request whose ``/audiohost/job/done`` reply could not carry every take's
+    path within the reply limit (the requester would get only some of its files)."""
+    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{job.name}_t9999.flac")
+    takes = job.preset.takes
+    if done_fits([widest] * takes):
+        return
+    fits = next((n for n in range(takes - 1, 0, -1) if done_fits([widest] * n)), 0)
+    raise InputError(
+        f"{where} takes",
+        f"{takes} takes of '{job.name}' have paths of up to {len(widest.encode())} bytes, more than one {MAX_REPLY_BYTES}-byte reply holds; at most {fits} per request here",
+    )
 
 
 def dedupe_value(job: Job) -> str:
