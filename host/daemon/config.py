@@ -19,6 +19,18 @@ def default_state_dir() -> Path:
     return Path(base) / "audiohost"
 
 
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve wider than loopback
+
+
 class DaemonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -32,7 +44,7 @@ class DaemonConfig(BaseModel):
     osc_host: str = "127.0.0.1"
     osc_port: int = Field(9010, ge=0, le=65535)
     reply_port: int = Field(9011, ge=1, le=65535)
-    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"], description="client networks served when bound wider than loopback")
+    allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOW), description="client networks served when bound wider than loopback")
     state_dir: Path = Field(default_factory=default_state_dir)
     batch_size: int = Field(8, ge=1, le=64)
     queue_bound: int = Field(256, ge=1, le=100000)
@@ -51,6 +63,16 @@ class DaemonConfig(BaseModel):
             except ValueError:
                 raise ValueError(f"'{net}' is not a network (e.g. 192.168.1.0/24)") from None
         return value
+
+    def loopback_only_note(self) -> Optional[str]:
+        """One line for the start-up log when the door listens wider than loopback but the
+        allowlist still serves only loopback clients (the default); None otherwise."""
+        if _is_loopback(self.osc_host) or set(self.allow) != set(DEFAULT_ALLOW):
+            return None
+        return (
+            f"listening on {self.osc_host} but serving only loopback clients (127.0.0.0/8, ::1); "
+            'to serve others, list their networks in the config file, e.g. allow = ["127.0.0.0/8", "192.168.1.0/24"]'
+        )
 
     def allowed(self, host: str) -> bool:
         try:

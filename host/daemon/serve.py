@@ -14,16 +14,15 @@ import sys
 import threading
 from pathlib import Path
 
-from pythonosc.osc_server import BlockingOSCUDPServer
-
 import host as host_package
 from host.daemon.announce import Announcer
 from host.daemon.config import DaemonConfig, load_config
+from host.daemon.logtext import OneLineFormatter
 from host.daemon.service import RenderHost
 from host.daemon.worker import Worker
 from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
 from host.errors import InputError
-from host.intake.osc import RequestDispatcher
+from host.intake.osc import OscServer, RequestDispatcher
 from host.intake.watch import FolderWatch
 from host.jobs.journal import INTERRUPTED_TWICE, Journal
 from host.output.files import remove_partials
@@ -54,7 +53,7 @@ def _setup_logging(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")  # text from outside stays on one line
     for h in list(root.handlers):
         root.removeHandler(h)
     console = logging.StreamHandler()
@@ -108,7 +107,7 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     dispatcher = RequestDispatcher(host)
     host.dispatcher = dispatcher
     try:
-        server = BlockingOSCUDPServer((config.osc_host, config.osc_port), dispatcher)
+        server = OscServer((config.osc_host, config.osc_port), dispatcher)
     except OSError as err:
         print(f"error: --osc-port {config.osc_port}: cannot listen on {config.osc_host}: {err.strerror}")
         return 2
@@ -118,6 +117,8 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     port = server.server_address[1]
     log.info("audiohost %s listening for OSC on %s:%d (replies to port %d)", host_package.__version__, config.osc_host, port, config.reply_port)
     (config.state_dir / "osc_port").write_text(str(port))
+    if note := config.loopback_only_note():
+        log.warning("%s", note)
 
     def make_runner() -> Runner:
         log.info("loading model %s", model_name)

@@ -21,16 +21,17 @@ from typing import Callable, Optional
 from host.config.paths import confine
 from host.config.presets import PresetEntry, near_miss, preset_library
 from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
-from host.daemon.announce import Announcer
+from host.daemon.announce import Announcer, done_fits
 from host.daemon.config import DaemonConfig
 from host.errors import InputError
 from host.intake.audio import probe_stem
 from host.intake.drops import stem_from_path
+from host.intake.limits import MAX_REPLY_BYTES
 from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
 from host.jobs.job import Job
 from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
 from host.output.files import file_sha256
-from host.output.takes import TakeIndex
+from host.output.takes import TakeIndex, take_folder
 from host.runner import cached_takes
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class RenderHost:
         return job.model_copy(update={"input_sha256": file_sha256(Path(job.input))})
 
     def submit_request(self, job: Job, req, tag: str) -> int:
+        check_done_reply(job, req.address)
         reply_to = (req.sender[0], self.config.reply_port)
         job_id = self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address)
         return job_id
@@ -214,6 +216,8 @@ class RenderHost:
             problems = []
         reply_to = (req.sender[0], self.config.reply_port)
         jobs = [job_from_cue(project, c, source="osc") for c in cues]
+        for job in jobs:
+            check_done_reply(job, req.address)
         try:
             added = self.journal.add_all(jobs, PRIORITY_OSC, tag, reply_to, [dedupe_value(j) for j in jobs], bound=self.config.queue_bound)
         except QueueFull as err:
@@ -376,7 +380,22 @@ class RenderHost:
             "malformed": d.malformed if d else 0,
             "refused": self.refused,
             "queued": counts["queued"] + counts["running"],
+            "dropped": d.dropped if d else 0,  # last in the reply: appended after the others
         }
+
+
+def check_done_reply(job: Job, where: str) -> None:
+    """Refuse an OSC request whose ``/audiohost/job/done`` reply could not carry every take's
+    path within the reply limit (the requester would get only some of its files)."""
+    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{job.name}_t9999.flac")
+    takes = job.preset.takes
+    if done_fits([widest] * takes):
+        return
+    fits = next((n for n in range(takes - 1, 0, -1) if done_fits([widest] * n)), 0)
+    raise InputError(
+        f"{where} takes",
+        f"{takes} takes of '{job.name}' have paths of up to {len(widest.encode())} bytes, more than one {MAX_REPLY_BYTES}-byte reply holds; at most {fits} per request here",
+    )
 
 
 def dedupe_value(job: Job) -> str:

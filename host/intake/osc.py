@@ -2,21 +2,28 @@
 
 Handlers get the daemon (``host``) and a :class:`Request`; anything they cannot take they
 refuse by raising InputError, which the dispatcher answers with ``/audiohost/error <address>
-<reason>``. No exception escapes into the server; malformed datagrams are dropped and counted.
+<reason>``. No exception escapes into the server. Before python-osc parses a datagram, the
+sender is checked against the allowlist (else dropped and counted), its size against the
+largest accepted (else answered and counted) and its structure by :mod:`host.intake.packets`
+(else dropped and counted as malformed). The limits are in :mod:`host.intake.limits`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 import host as host_package
 from host.errors import InputError
+from host.intake import limits, packets
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,17 @@ class Request:
 # ---------------------------------------------------------------------- argument parsing
 NUM, INT, STR = "number", "integer", "text"
 
+# the longest text each field takes (characters); the trailing tag is "tag"
+TEXT_LIMITS = {
+    "project": limits.MAX_PATH_CHARS,
+    "input path": limits.MAX_PATH_CHARS,
+    "prompt or preset": limits.MAX_PROMPT_CHARS,
+    "cue": limits.MAX_NAME_CHARS,
+    "tag": limits.MAX_TAG_CHARS,
+}
+# integer fields with a narrower range than signed 64 bits (seed and takes are checked by the preset)
+INT_RANGES = {"job id": (1, limits.INT64_MAX), "port": (0, 65535)}
+
 
 def parse_args(req: Request, required: list[tuple[str, str]], optional: list[tuple[str, str]] = ()) -> tuple[list, str]:
     """Positional values by spec plus the optional trailing tag. Max sends ints where floats are
@@ -52,6 +70,7 @@ def parse_args(req: Request, required: list[tuple[str, str]], optional: list[tup
         raise InputError(req.address, f"needs {names}, got {len(args)} argument{'s' if len(args) != 1 else ''}")
     if len(args) > len(spec):
         raise InputError(req.address, f"takes at most {len(spec)} arguments and a tag, got {len(args)}")
+    _coerce(req.address, "tag", STR, tag)
     values = []
     for value, (name, kind) in zip(args, spec):
         values.append(_coerce(req.address, name, kind, value))
@@ -63,6 +82,9 @@ def _coerce(address: str, name: str, kind: str, value: Any) -> Any:
     if kind == STR:
         if not isinstance(value, str):
             raise InputError(address, f"{name} must be text, got {type(value).__name__}")
+        limit = TEXT_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            raise InputError(address, f"{name} is {len(value)} characters long; the longest accepted is {limit}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(address, f"{name} must be a number, got {type(value).__name__}")
@@ -71,6 +93,9 @@ def _coerce(address: str, name: str, kind: str, value: Any) -> Any:
     if kind == INT:
         if float(value) != int(value):
             raise InputError(address, f"{name} must be a whole number, got {value}")
+        low, high = INT_RANGES.get(name, (-limits.INT64_MAX, limits.INT64_MAX))
+        if not low <= value <= high:
+            raise InputError(address, f"{name} must be between {low} and {high}, got {value:g}")
         return int(value)
     return float(value)
 
@@ -184,7 +209,7 @@ def subscribe(host, req: Request) -> None:
 def stats(host, req: Request) -> None:
     parse_args(req, [])
     s = host.stats()
-    host.reply(req, "/audiohost/stats", [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"]])
+    host.reply(req, "/audiohost/stats", [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"], s["dropped"]])
 
 
 HANDLERS: dict[str, Callable] = {
@@ -202,15 +227,16 @@ HANDLERS: dict[str, Callable] = {
 
 # ---------------------------------------------------------------------- the dispatcher
 class RequestDispatcher(Dispatcher):
-    """python-osc's dispatcher, hardened: client allowlist, counted parse failures, every
-    handler error turned into one ``/audiohost/error`` reply."""
+    """python-osc's dispatcher, hardened: client allowlist, size and structure checked before
+    parsing, counted failures, every handler error turned into one ``/audiohost/error`` reply."""
 
     def __init__(self, host):
         super().__init__()
         self.host = host
-        self.malformed = 0
-        self.dropped = 0
+        self.malformed = 0  # broken structure or over the largest datagram
+        self.dropped = 0  # from a sender outside the allowed networks
         self.refused = 0
+        self._drop_lines = Throttle(limits.DROP_LOG_SECONDS, limits.DROP_LOG_SENDERS)
         for name, fn in HANDLERS.items():
             self.map(PREFIX + name, self._wrap(fn), needs_reply_address=True)
         self.set_default_handler(self._unknown, needs_reply_address=True)
@@ -236,14 +262,31 @@ class RequestDispatcher(Dispatcher):
             self.host.refuse(req, InputError(req.address, f"internal error: {type(err).__name__}"))
 
     def call_handlers_for_packet(self, data: bytes, client_address):
-        if not self.host.config.allowed(client_address[0]):
+        sender = client_address[0]
+        if not self.host.config.allowed(sender):
             self.dropped += 1
-            log.warning("dropped a datagram from %s: not in the allowed networks", client_address[0])
+            held_back = self._drop_lines.allow(sender)
+            if held_back is not None:
+                more = f" ({held_back} more since the last line)" if held_back else ""
+                log.warning("dropped a datagram from %s: not in the allowed networks; to serve it add its network to allow = [...] in the config file%s", sender, more)
+            return []
+        if len(data) > limits.MAX_DATAGRAM_BYTES:
+            self.malformed += 1
+            address = packets.peek_address(data)
+            if address is not None:  # the sender can be told why
+                reason = f"the datagram is {len(data)} bytes; the largest accepted is {limits.MAX_DATAGRAM_BYTES} bytes"
+                self.host.refuse(Request(address, (), client_address), InputError(address, reason))
+            return []
+        verdict = packets.check(data)
+        if not verdict.ok:
+            self.malformed += 1
+            log.debug("malformed datagram from %s: %s", sender, verdict.reason)
             return []
         try:
             packet = osc_packet.OscPacket(data)
-        except Exception:  # noqa: BLE001 - ParseError and anything a crafted datagram provokes
+        except Exception:  # noqa: BLE001 - the check above should make this unreachable
             self.malformed += 1
+            log.debug("datagram from %s passed the check but not the parser", sender, exc_info=True)
             return []
         for timed in packet.messages:
             address = timed.message.address
@@ -258,3 +301,41 @@ class RequestDispatcher(Dispatcher):
                 self.malformed += 1
                 log.debug("message to %r could not be handled", address, exc_info=True)
         return []
+
+
+class OscServer(BlockingOSCUDPServer):
+    """The listener: reads whole datagrams (up to the receive buffer, larger than any UDP
+    payload, so none arrives cut and then misparsed) and hands every one to the dispatcher,
+    which checks and counts it; python-osc's own pre-filter would drop some uncounted."""
+
+    max_packet_size = limits.RECEIVE_BUFFER_BYTES
+
+    def verify_request(self, request, client_address) -> bool:
+        return True
+
+
+class Throttle:
+    """At most one log line per key per ``seconds``. :meth:`allow` answers None while a key is
+    held back, else how many lines were held back since its last one. Remembers at most
+    ``keys`` keys (the oldest go first), so spoofed senders cannot grow it."""
+
+    def __init__(self, seconds: float, keys: int, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.keys = keys
+        self.clock = clock
+        self._last: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def allow(self, key: str) -> Optional[int]:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.seconds:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        self._last.pop(key, None)
+        self._last[key] = (now, 0)
+        while len(self._last) > self.keys:
+            self._last.popitem(last=False)
+        return last[1] if last is not None else 0
+
+    def __len__(self) -> int:
+        return len(self._last)
