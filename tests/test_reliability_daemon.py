@@ -42,18 +42,18 @@ def test_every_requester_hears_back_and_a_cancel_leaves_batch_mates_rendering(tm
     daemon, peer = start_daemon(project, state)
     try:
         daemon.wait_ready(peer)
-        peer.send("/audiohost/foley", "proj", "slow", 2.0, 11, 1, "blocker")
+        peer.send("/audiohost/foley", "proj", "slow", 3.0, 11, 1, "blocker")  # another geometry: its own batch
         blocker = job_id_of(peer, "blocker")
         peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == blocker, 60)
 
         # two requesters ask for the same take while the worker is busy: one job, two waiters
-        peer.send("/audiohost/foley", "proj", "quick", 1.0, 500, 1, "first")
-        peer.send("/audiohost/foley", "proj", "quick", 1.0, 500, 1, "second")
+        peer.send("/audiohost/foley", "proj", "slow", 2.0, 500, 1, "first")
+        peer.send("/audiohost/foley", "proj", "slow", 2.0, 500, 1, "second")
         first, second = job_id_of(peer, "first"), job_id_of(peer, "second")
         assert first == second
-        # and two more compatible jobs that will share one batch; one of them gets cancelled
-        peer.send("/audiohost/foley", "proj", "quick", 1.0, 600, 1, "keep")
-        peer.send("/audiohost/foley", "proj", "quick", 1.0, 601, 1, "drop")
+        # and two more compatible jobs that will share one (60-step) batch; one of them gets cancelled
+        peer.send("/audiohost/foley", "proj", "slow", 2.0, 600, 1, "keep")
+        peer.send("/audiohost/foley", "proj", "slow", 2.0, 601, 1, "drop")
         keep, drop = job_id_of(peer, "keep"), job_id_of(peer, "drop")
         peer.send("/audiohost/cancel", blocker)
         wait_until(lambda: {e.id: e.state for e in entries(state)}.get(drop) == "running", 60, "the batch to start")
