@@ -29,7 +29,7 @@ from host.engine.steps import Cancelled
 from host.errors import InputError
 from host.finish.chain import apply_chain, build_chain
 from host.finish.delivery import finish, resample
-from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
+from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem
 from host.jobs.job import Job
 from host.output.files import file_sha256, write_audio_new
 from host.output.takes import Take, claim_take, read_sidecar, release_take, take_folder, takes_for_key
@@ -208,6 +208,8 @@ class Runner:
             if not job.input:
                 raise InputError(job.name, f"a {job.kind} job needs an input stem")
             stem = read_stem(Path(job.input), self.max_stem_seconds, self.max_stem_bytes)
+            if job.region is not None:  # restyle of the part of the file a DAW item plays
+                stem = cut_region(stem, job.region, f"{job.input} region")
             input_hash = file_sha256(Path(job.input))
         key = job.key(self.model.id, self.model.revision, input_hash)
         folder = take_folder(Path(job.project), job.kind, job.name)
@@ -254,7 +256,7 @@ class Runner:
         seconds = (time.monotonic() - t0) / len(prep.todo)
         out_len = int(round(stem.audio.shape[1] * job.delivery.sample_rate / stem.rate))
         for index, wave in zip(prep.todo, waves):
-            self._deliver_take(prep, index, wave, self.model.sample_rate, seconds, {"strength": p.strength}, exact_length=out_len)
+            self._deliver_take(prep, index, wave, self.model.sample_rate, seconds, {"strength": p.strength, **({"region": list(job.region)} if job.region else {})}, exact_length=out_len)
 
     def _render_inpaint(self, prep: _Prepared, on_step) -> None:
         job, stem = prep.job, prep.stem

@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,8 @@ class RenderHost:
         self.worker = None  # set by serve(); cancel() reaches the running job through it
         self.dispatcher = None
         self.jobs_done = 0
+        self.watch = None  # the folder watch, set by serve(); projects served on request join it
+        self._reply_ports: OrderedDict[tuple[str, int], int] = OrderedDict()  # see reply_address
 
     # ---------------------------------------------------------------- projects and presets
     def add_project(self, root: Path) -> Project:
@@ -100,7 +103,7 @@ class RenderHost:
         return resolved
 
     # ---------------------------------------------------------------- requests into jobs
-    def job_for(self, project: Project, kind: str, what: str, overrides: dict, where: str, input: Optional[Path] = None, gaps=None) -> Job:
+    def job_for(self, project: Project, kind: str, what: str, overrides: dict, where: str, input: Optional[Path] = None, gaps=None, region=None) -> Job:
         """A job from "prompt or preset": a preset of that name, else a prompt for the default
         preset of the kind. A foley job without a seed gets one now, so a retry renders the same."""
         library = self.presets(project)
@@ -133,10 +136,10 @@ class RenderHost:
             from host.config.presets import validation_error
 
             raise validation_error(where, err) from None
-        return job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
+        return job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc", region=region)
 
     def submit_request(self, job: Job, req, tag: str) -> int:
-        reply_to = (req.sender[0], self.config.reply_port)
+        reply_to = self.reply_address(req)
         job_id = self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address)
         return job_id
 
@@ -148,8 +151,8 @@ class RenderHost:
                 bad = [p for p in problems if "cue" in p.where]
                 raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
         for p in problems:
-            self.announcer.send("/audiohost/error", [req.address, str(p)], (req.sender[0], self.config.reply_port), subscribers=False)
-        reply_to = (req.sender[0], self.config.reply_port)
+            self.announcer.send("/audiohost/error", [req.address, str(p)], self.reply_address(req), subscribers=False)
+        reply_to = self.reply_address(req)
         return [self.submit(job_from_cue(project, c, source="osc"), PRIORITY_OSC, tag, reply_to, where=req.address) for c in cues]
 
     def submit(self, job: Job, priority: int, tag: str = "", reply_to=None, where: str = "queue") -> int:
@@ -215,7 +218,7 @@ class RenderHost:
             raise InputError(where, f"no job {job_id}")
         if entry.state == "queued" and self.journal.cancel_queued(job_id):
             self.announcer.cancelled(job_id, entry.tag, entry.reply_to)
-            if canceller is not None and (canceller.sender[0], self.config.reply_port) != entry.reply_to:
+            if canceller is not None and self.reply_address(canceller) != entry.reply_to:
                 self.reply(canceller, "/audiohost/job/cancelled", [job_id, entry.tag])  # someone else asked
             return "cancelled"
         if entry.state == "running" and self.worker is not None:
@@ -224,14 +227,14 @@ class RenderHost:
         raise InputError(where, f"job {job_id} is already {entry.state}")
 
     def reply(self, req, address: str, args: list) -> None:
-        self.announcer.send(address, args, (req.sender[0], self.config.reply_port), subscribers=False)
+        self.announcer.send(address, args, self.reply_address(req), subscribers=False)
 
     def refuse(self, req, err: InputError) -> None:
         # the reason names the field when the error is about one ("duration: must be ...")
         field = err.where[len(req.address):].strip() if err.where.startswith(req.address) else err.where
         reason = f"{field}: {err.reason}" if field else err.reason
         log.warning("refused %s from %s: %s", req.address, req.sender[0], reason)
-        self.announcer.error(req.address, reason, (req.sender[0], self.config.reply_port))
+        self.announcer.error(req.address, reason, self.reply_address(req))
 
     def stats(self) -> dict:
         counts = self.journal.counts()
@@ -243,6 +246,92 @@ class RenderHost:
             "refused": d.refused if d else 0,
             "queued": counts["queued"] + counts["running"],
         }
+
+
+    # ---------------------------------------------------------------- DAW clients (issue 8)
+    # A client (``audiohost request``, the Reaper scripts, the Max for Live device) names the
+    # port its replies go to with /audiohost/replyport, so it never fights a DAW listening on
+    # the default reply port. The choice belongs to the socket it sends from (host and port).
+    REPLY_PORTS_KEPT = 4096
+
+    def reply_address(self, req) -> tuple[str, int]:
+        """Where replies to this request go: the port its socket chose, else the reply port."""
+        with self._lock:
+            port = self._reply_ports.get((req.sender[0], int(req.sender[1])))
+        return (req.sender[0], port or self.config.reply_port)
+
+    def set_reply_port(self, req, port: int) -> None:
+        key = (req.sender[0], int(req.sender[1]))
+        with self._lock:
+            self._reply_ports[key] = int(port)
+            self._reply_ports.move_to_end(key)
+            while len(self._reply_ports) > self.REPLY_PORTS_KEPT:  # forget the longest-unused sockets
+                self._reply_ports.popitem(last=False)
+
+    def preset_list(self, project: Project) -> list[tuple[str, str]]:
+        """(name, kind) of every preset the project can use, by kind then name."""
+        library = self.presets(project)
+        return sorted(((name, entry.preset.kind) for name, entry in library.items()), key=lambda p: (p[1], p[0]))
+
+    def project_list(self) -> list[tuple[str, str]]:
+        """(name, folder) of every served project, by folder."""
+        with self._lock:
+            return sorted(((p.name, str(p.root)) for p in self.projects.values()), key=lambda p: p[1])
+
+    def serve_project(self, path: str, where: str) -> Project:
+        """Serve a project folder a client asks for: already served, or inside a configured root
+        (created if missing). Nothing outside the roots is created or served."""
+        roots = [Path(r).resolve() for r in self.config.roots]
+        if not path or "\x00" in path or not Path(path).expanduser().is_absolute():
+            raise InputError(where, f"'{path}' is not an absolute folder path")
+        with self._lock:
+            for project in self.projects.values():
+                if Path(path).expanduser().resolve() == project.root:
+                    return project
+        if not roots:
+            raise InputError(where, "this host has no roots to create projects in (set roots in its config, or start it with --root)")
+        folder = confine(path, roots, where)
+        with self._lock:
+            for root in self.projects:
+                if root in folder.parents:
+                    raise InputError(where, f"'{path}' is inside the served project '{root.name}'")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(where, f"cannot create '{path}': {err.strerror or err}") from None
+        if confine(folder, roots, where) != folder:  # a link swapped in while it was created
+            raise InputError(where, f"'{path}' is outside the project roots this host serves")
+        from host.output.files import remove_partials
+
+        project = self.add_project(folder)
+        for leftover in remove_partials(project.renders_dir):
+            log.info("removed an unfinished temporary file: %s", leftover)
+        if self.watch is not None:
+            self.watch.add_project(project.root)
+        log.info("serving %s on request (%s)", project.root, where)
+        self.enqueue_project(project)
+        return project
+
+
+def reply_pages(head: list, items: list[tuple[str, str]], budget: int = 3400) -> list[list[tuple[str, str]]]:
+    """``items`` split into pages whose OSC reply (``head`` arguments, then the pairs) stays
+    within ``budget`` bytes, leaving room under the 4 KB reply limit for the address and a tag.
+    Always at least one page (an empty one when there is nothing to list)."""
+
+    def size(text: str) -> int:  # an OSC string: UTF-8, a NUL, padded to 4 bytes, plus its type tag
+        return (len(str(text).encode()) // 4 + 1) * 4 + 1
+
+    base = sum(size(a) if isinstance(a, str) else 5 for a in head) + 8
+    pages: list[list[tuple[str, str]]] = [[]]
+    used = base
+    for pair in items:
+        cost = size(pair[0]) + size(pair[1])
+        if pages[-1] and used + cost > budget:
+            pages.append([])
+            used = base
+        pages[-1].append(pair)
+        used += cost
+    return pages
 
 
 def dedupe_value(job: Job) -> str:

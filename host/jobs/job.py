@@ -34,6 +34,7 @@ class Job(BaseModel):
     delivery: Delivery  # the project's, with the preset's overrides applied
     input: Optional[str] = None  # the stem, for restyle and inpaint
     gaps: Optional[tuple[tuple[float, float], ...]] = None  # None: find runs of digital silence
+    region: Optional[tuple[float, float]] = None  # restyle: (start s, length s) of the input; None: all of it
     source: str = "cli"  # where it came from: cli, cue, drop, osc
 
     def key(self, model_id: str, model_revision: str, input_hash: Optional[str]) -> str:
@@ -48,6 +49,8 @@ class Job(BaseModel):
             "input": input_hash,
             "model": [model_id, model_revision],
         }
+        if self.region is not None:  # only when set, so the keys of every earlier take stay the same
+            material["region"] = list(self.region)
         blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
 
