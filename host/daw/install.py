@@ -191,12 +191,13 @@ def install_reaper(resource: Path, osc_host: str = "127.0.0.1", osc_port: int = 
         ]
         return report
     try:
-        old = kb.read_text(encoding="utf-8", errors="surrogateescape") if kb.exists() else ""
+        old = kb.read_bytes().decode("utf-8", errors="surrogateescape") if kb.exists() else ""  # line endings as they are
         new, added = kb_with_actions(old)
         if new != old:
-            if old and not kb.with_name(kb.name + ".before-audiohost").exists():
-                kb.with_name(kb.name + ".before-audiohost").write_text(old, encoding="utf-8", errors="surrogateescape")
-            _write_replacing(kb, new)
+            backup = kb.with_name(kb.name + ".before-audiohost")
+            if old and not backup.exists():
+                backup.write_bytes(old.encode("utf-8", errors="surrogateescape"))
+            _write_replacing(kb, new.encode("utf-8", errors="surrogateescape"))
     except OSError as err:
         raise InputError(str(kb), f"cannot register the actions: {err.strerror or err}") from None
     report.append(f"registered them in {kb}" + ("" if added else " (already there)"))

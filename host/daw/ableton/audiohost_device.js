@@ -123,8 +123,8 @@ function fill_presets() {
 }
 
 // ------------------------------------------------------------------ controls
-function project(name) {
-    state.project = String(name);
+function project() {
+    state.project = arrayfromargs(arguments).join(" ");
     osc("/audiohost/presets", state.project, 0, state.tag);
 }
 

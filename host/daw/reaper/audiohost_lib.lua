@@ -460,6 +460,7 @@ end
 -- One request, from the daemon check to the end: on_result(data) with the client's final
 -- result when it is done; a refusal, a failure or no daemon become one message box.
 function M.request(folder, args, title, label, on_result)
+  reaper.RecursiveCreateDirectory(folder, 0) -- the daemon serves it (inside its roots) from then on
   M.with_daemon(folder, function()
     local full = { "request", args[1], "--wait", "--serve", "--timeout", "10" }
     for i = 2, #args do full[#full + 1] = args[i] end
@@ -525,7 +526,7 @@ function M.take_source(item)
   local take = reaper.GetActiveTake(item)
   if not take or reaper.TakeIsMIDI(take) then return nil, "not an audio item" end
   local source = reaper.GetMediaItemTake_Source(take)
-  local file = source and reaper.GetMediaSourceFileName(source) or ""
+  local file = source and reaper.GetMediaSourceFileName(source, "") or ""
   if file == "" then return nil, "its take does not play a plain audio file (a section or a reversed source?)" end
   local length = reaper.GetMediaSourceLength(source)
   return {
@@ -563,7 +564,7 @@ function M.files_in_project()
     for t = 0, reaper.CountTakes(item) - 1 do
       local take = reaper.GetTake(item, t)
       local source = take and reaper.GetMediaItemTake_Source(take)
-      if source then seen[reaper.GetMediaSourceFileName(source)] = true end
+      if source then seen[reaper.GetMediaSourceFileName(source, "")] = true end
     end
   end
   return seen
