@@ -402,3 +402,55 @@ def test_the_actions_client_call_renders_with_a_real_daemon(scripts, tmp_path):
             child.wait(timeout=60)
         daemon.stop()
         peer.close()
+
+
+# ---------------------------------------------------------------------- the result file, as the actions read it
+def lib_module(scripts: Path):
+    sim = ReaperSim()
+    return sim, sim.lua.globals().dofile(str(scripts / "audiohost_lib.lua"))
+
+
+@pytest.mark.parametrize("value", [
+    {"state": "done", "paths": ["/a b/c\"d\\e.wav", "/\u00e9t\u00e9/\u6d4b\u8bd5.wav", "/emoji/\U0001f3b5.wav"], "progress": 0.25},
+    {"nested": [[], {}, [1, -2.5e-3, 3e10], {"k": None, "t": True, "f": False}], "ctl": "\t\n\r\b\f\u0001"},
+    [],
+    "just a string",
+])
+def test_the_actions_read_what_the_client_writes(scripts, value):
+    _, lib = lib_module(scripts)
+    decoded = lib.json_decode(json.dumps(value))  # the client writes ASCII JSON (\u escapes)
+    assert to_python(decoded) == strip_nulls(value)
+    assert to_python(lib.json_decode(json.dumps(value, ensure_ascii=False, indent=1))) == strip_nulls(value)
+
+
+def test_a_broken_result_file_is_an_error_the_poll_survives(scripts, tmp_path):
+    sim, lib = lib_module(scripts)
+    result = tmp_path / "r.json"
+    task = sim.lua.table_from({"result": str(result)})
+    result.write_text('{"state": "running", "progress": 0.5, "final": false}')
+    assert lib.poll(task).state == "running"
+    for broken in ['{"state": "done", "fin', "", "null trailing", '{"a" 1}', "[1, 2", '"\\x"']:
+        result.write_text(broken)
+        assert lib.poll(task).state == "running"  # the last good one stands
+        if broken:
+            ok, _ = sim.lua.eval("pcall")(lib.json_decode, broken)
+            assert ok is False
+
+
+def to_python(value):
+    if lupa.lua54.lua_type(value) == "table":
+        keys = list(value.keys())
+        if all(isinstance(k, int) for k in keys) and keys == list(range(1, len(keys) + 1)):
+            return [to_python(value[k]) for k in keys]
+        return {k: to_python(value[k]) for k in keys} if keys else []
+    return value
+
+
+def strip_nulls(value):
+    """Lua has no null: a JSON null is a missing key, and an empty object reads as an empty list."""
+    if isinstance(value, dict):
+        out = {k: strip_nulls(v) for k, v in value.items() if v is not None}
+        return out if out else []
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value

@@ -428,3 +428,53 @@ def test_a_region_needs_both_numbers_inside_the_file(daemon):
             assert address == "/audiohost/error" and reason in reply[1], (args, reply)
     finally:
         peer.close()
+
+
+def test_bad_datagrams_to_the_new_addresses_get_one_line_each_and_the_daemon_keeps_answering(daemon):
+    peer = RawPeer(daemon["daemon"].port)
+    try:
+        peer.send("/audiohost/replyport")
+        peer.receive()
+        cases = [
+            ("/audiohost/replyport", [12, 13]),
+            ("/audiohost/replyport", [1.5]),
+            ("/audiohost/replyport", [-3]),
+            ("/audiohost/replyport", [65536]),
+            ("/audiohost/presets", []),
+            ("/audiohost/presets", [42]),
+            ("/audiohost/presets", ["proj", 1.5]),
+            ("/audiohost/presets", ["proj", -1]),
+            ("/audiohost/presets", ["proj", float("nan")]),
+            ("/audiohost/presets", ["nosuchproject"]),
+            ("/audiohost/projects", [9]),
+            ("/audiohost/projects", ["x" * 600]),
+            ("/audiohost/serve", []),
+            ("/audiohost/serve", [""]),
+            ("/audiohost/serve", ["relative/path"]),
+            ("/audiohost/serve", ["/" + "a" * 5000]),
+            ("/audiohost/serve", [str(daemon["roots"]) + "/../outside"]),
+            ("/audiohost/restyle", ["proj", "stems/sweep.wav", "quick-restyle", 0.5, float("inf"), 1.0]),
+            ("/audiohost/restyle", ["proj", "stems/sweep.wav", "quick-restyle", 0.5, 0.0, "long"]),
+            ("/audiohost/restyle", ["proj", "stems/sweep.wav", "quick-restyle", 2.0]),
+        ]
+        for address, args in cases:
+            peer.send(address, *args)
+            data, reply, values = peer.receive()
+            assert reply == "/audiohost/error" and values[0] == address, (address, args, values)
+            assert len(values[1]) < 400 and "\n" not in values[1] and "Traceback" not in values[1]
+            assert len(data) <= 4096
+        peer.send("/audiohost/ping")
+        assert peer.receive()[1] == "/audiohost/pong"
+    finally:
+        peer.close()
+    assert not (daemon["roots"].parent / "outside").exists()
+
+
+def test_the_readme_example_of_scripting_the_osc_api_works(daemon):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**Scripting the OSC API yourself**") :]
+    code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)]
+    code = code.replace("9010", str(daemon["daemon"].port)).replace('"myproject", "footsteps-gravel", 4.0', '"proj", "quick", 1.0')
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("/audiohost/job/done [") and "quick_t" in result.stdout

@@ -610,6 +610,7 @@ def run(args) -> int:
         previous = signal.signal(signal.SIGINT, lambda *_: _on_interrupt(interrupted))
     conn = None
     try:
+        report.write(force=True)  # at once: a script following FILE knows the client has started
         conn = Connection(args.host, args.port, args.timeout, interrupted)
         conn.open()
         return COMMANDS[args.command](conn, args, report)
