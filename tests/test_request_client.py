@@ -5,7 +5,6 @@ restyle of a region). One daemon serves the whole module."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
