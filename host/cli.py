@@ -1,4 +1,4 @@
-"""The command line: ``audiohost render``, ``presets``, ``serve`` and ``status``."""
+"""The command line: ``audiohost render``, ``presets``, ``serve``, ``status``, ``request`` and ``daw``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from host.errors import InputError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from host.client.request import expand_args_file
+
     parser = _parser()
+    try:
+        argv = expand_args_file(list(sys.argv[1:] if argv is None else argv))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -70,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the render daemon (OSC and watched folders)", description="Keep a model warm and render what arrives over OSC or in the projects' drop folders.")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.add_argument("--project", type=Path, action="append", default=None, help="a project to serve and watch (repeatable)")
+    s.add_argument("--root", type=Path, action="append", default=None, help="a folder OSC paths may point into and clients may create projects in (repeatable)")
     model_options(s)
     s.add_argument("--osc-host", default=None, help="address to listen on (default 127.0.0.1)")
     s.add_argument("--osc-port", type=int, default=None, help="UDP port for requests (default 9010)")
@@ -81,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--state-dir", type=Path, default=None)
     st.add_argument("--all", action="store_true", help="include finished jobs")
     st.set_defaults(func=_status)
+
+    from host.client.request import add_parser as add_request_parser
+    from host.daw.install import add_parser as add_daw_parser
+
+    add_request_parser(sub)
+    add_daw_parser(sub)
     return parser
 
 

@@ -266,3 +266,19 @@ def test_a_misspelt_preset_is_refused_with_did_you_mean_and_a_prefix_forces_a_pr
 )
 def test_near_miss_is_one_edit_away_and_nothing_more(text, names, expected):
     assert near_miss(text, names) == expected
+
+
+def test_a_preset_that_does_not_load_is_refused_by_name_never_taken_as_a_prompt(tmp_path, journal):
+    project = tmp_path / "proj"
+    (project / "presets").mkdir(parents=True)
+    (project / "presets" / "roomy.toml").write_text('kind = "foley"\nprompt = "a door"\n\n[[chain]]\nplugin = "Convolution"\nimpulse_response_filename = "gone.wav"\n')
+    replies = Replies()
+    host = RenderHost(DaemonConfig(state_dir=tmp_path / "state"), journal, replies, "tiny", "r")
+    host.add_project(project)
+    dispatcher = RequestDispatcher(host)
+    host.dispatcher = dispatcher
+    dispatcher.call_handlers_for_packet(datagram("/audiohost/foley", "proj", "roomy", 1.0), ("127.0.0.1", 40000))
+    host.intake.shutdown(wait=True)
+    errors = [args for address, args in replies.sent if address == "/audiohost/error"]
+    assert len(errors) == 1 and "preset 'roomy' cannot be used" in errors[0][1] and "gone.wav" in errors[0][1]
+    assert journal.entries() == []

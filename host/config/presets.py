@@ -385,6 +385,7 @@ def preset_library(project_dir: Path | None = None) -> tuple[dict[str, PresetEnt
             try:
                 entries[path.stem] = load_preset_entry(path)
             except InputError as err:
+                err.preset_name = path.stem  # so a request naming it is refused with this reason
                 errors.append(err)
                 # A broken project preset must not quietly fall back to the built-in of the
                 # same name: the project meant to replace it.

@@ -34,6 +34,7 @@ log = logging.getLogger("host.daemon")
 def serve_from_args(args) -> int:
     overrides = {
         "projects": [str(p) for p in args.project] if args.project else None,
+        "roots": [str(p) for p in args.root] if getattr(args, "root", None) else None,
         "model": args.model,
         "device": args.device,
         "compile": args.compile or None,
@@ -148,6 +149,7 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     )
     for project in host.projects.values():
         watch.add_project(project.root)
+    host.watch = watch  # projects a client asks to serve (/audiohost/serve) are watched too
     watch.start()
 
     def request_stop(signum, _frame) -> None:

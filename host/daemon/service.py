@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional
@@ -49,6 +49,7 @@ class RenderHost:
         self.model_revision = model_revision
         self.projects: dict[Path, Project] = {}
         self._presets: dict[Path, dict[str, PresetEntry]] = {}
+        self._broken: dict[Path, dict[Optional[str], InputError]] = {}  # preset files that did not load, by name
         self._lock = threading.RLock()
         self.wake = threading.Event()  # set when work arrives
         self.worker = None  # set by serve(); cancel() reaches the running job through it
@@ -58,6 +59,8 @@ class RenderHost:
         self.index = TakeIndex()  # takes on disk, shared with the renderer
         self.backlog: deque[Job] = deque()  # folder work that met a full queue, waiting for room
         self.intake = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiohost-intake")
+        self.watch = None  # the folder watch, set by serve(); projects served on request join it
+        self._reply_ports: OrderedDict[tuple[str, int], int] = OrderedDict()  # see reply_address
 
     # ---------------------------------------------------------------- projects and presets
     def add_project(self, root: Path) -> Project:
@@ -100,7 +103,14 @@ class RenderHost:
                 for p in problems:
                     log.error("%s", p)
                 self._presets[project.root] = library
+                self._broken[project.root] = {getattr(p, "preset_name", None): p for p in problems}
             return self._presets[project.root]
+
+    def broken_preset(self, project: Project, name: str) -> Optional[InputError]:
+        """Why the preset file of this name could not be loaded, if one could not."""
+        self.presets(project)
+        with self._lock:
+            return self._broken.get(project.root, {}).get(name)
 
     def forget_presets(self, project: Project) -> None:
         with self._lock:
@@ -148,6 +158,9 @@ class RenderHost:
                 raise InputError(where, f"preset '{what}' is a {entry.preset.kind} preset, not {kind}")
             name, preset_name, preset_hash, preset = what, what, entry.content_hash, entry.preset
         else:
+            broken = None if forced else self.broken_preset(project, what)
+            if broken is not None:  # a preset by that name exists but does not load: never a prompt by accident
+                raise InputError(where, f"preset '{what}' cannot be used: {broken}")
             near = None if forced else near_miss(what, library)
             if near is not None:
                 raise InputError(where, f"no preset '{what}'; did you mean '{near}'? (send '{PROMPT_PREFIX}{what}' to use it as a prompt)")
@@ -174,14 +187,12 @@ class RenderHost:
             from host.config.presets import validation_error
 
             raise validation_error(where, err) from None
-        job = job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc")
-        if region is not None:
-            job = job.model_copy(update={"region": region})
+        job = job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc", region=region)
         return self.accept_input(job, where)
 
     def accept_input(self, job: Job, where: str) -> Job:
         """A job's stem checked now, so a request that cannot be satisfied is refused at once: it
-        reads as audio, is not too long, its gaps and region lie inside it; and its content hashed
+        reads as audio, is not too long, its gaps lie inside it (a region was checked on arrival); and its content hashed
         once, the hash carried on the job from here on."""
         if not job.input:
             return job
@@ -193,15 +204,11 @@ class RenderHost:
                     raise InputError(where, f"gap {start:g}-{end:g} s lies outside the file (0-{seconds:.3f} s)")
                 if self.window_seconds and end - start > self.window_seconds - 1.0:
                     raise InputError(where, f"gap {start:g}-{end:g} s is {end - start:.2f} s long; at most {self.window_seconds - 1.0:.2f} s can be filled")
-        if job.region is not None:
-            start, length = job.region
-            if start + length > seconds + 1e-9:
-                raise InputError(where, f"region {start:g} s + {length:g} s lies outside the file (0-{seconds:.3f} s)")
         return job.model_copy(update={"input_sha256": file_sha256(Path(job.input))})
 
     def submit_request(self, job: Job, req, tag: str) -> int:
         check_done_reply(job, req.address)
-        reply_to = (req.sender[0], self.config.reply_port)
+        reply_to = self.reply_address(req)
         job_id = self.submit(job, PRIORITY_OSC, tag, reply_to, where=req.address)
         return job_id
 
@@ -214,7 +221,7 @@ class RenderHost:
                 bad = [p for p in problems if f'"{cue}"' in p.where or "cue" in p.where]
                 raise InputError(req.address, f"no valid cue '{cue}' in {project.name}" + (f" ({bad[0]})" if bad else ""))
             problems = []
-        reply_to = (req.sender[0], self.config.reply_port)
+        reply_to = self.reply_address(req)
         jobs = [job_from_cue(project, c, source="osc") for c in cues]
         for job in jobs:
             check_done_reply(job, req.address)
@@ -338,7 +345,7 @@ class RenderHost:
         if self.journal.cancel_queued(job_id):
             waiters = self.journal.waiters(job_id)
             self.announcer.cancelled(job_id, waiters)
-            if canceller is not None and (canceller.sender[0], self.config.reply_port) not in {w.reply_to for w in waiters}:
+            if canceller is not None and self.reply_address(canceller) not in {w.reply_to for w in waiters}:
                 self.reply(canceller, "/audiohost/job/cancelled", [job_id, entry.tag])  # someone else asked
             return "cancelled"
         if self.worker is not None and self.worker.cancel(job_id):
@@ -360,7 +367,7 @@ class RenderHost:
         return expires
 
     def reply(self, req, address: str, args: list) -> None:
-        self.announcer.send(address, args, (req.sender[0], self.config.reply_port), subscribers=False)
+        self.announcer.send(address, args, self.reply_address(req), subscribers=False)
 
     def refuse(self, req, err: InputError) -> None:
         # the reason names the field when the error is about one ("duration: must be ...")
@@ -369,7 +376,7 @@ class RenderHost:
         field = err.where[len(req.address):].strip() if err.where.startswith(req.address) else err.where
         reason = f"{field}: {err.reason}" if field else err.reason
         log.warning("refused %s from %s: %s", req.address, req.sender[0], reason)
-        self.announcer.error(req.address, reason, (req.sender[0], self.config.reply_port))
+        self.announcer.error(req.address, reason, self.reply_address(req))
 
     def stats(self) -> dict:
         counts = self.journal.counts()
@@ -382,6 +389,71 @@ class RenderHost:
             "queued": counts["queued"] + counts["running"],
             "dropped": d.dropped if d else 0,  # last in the reply: appended after the others
         }
+
+
+    # ---------------------------------------------------------------- DAW clients (issue 8)
+    # A client (``audiohost request``, the Reaper scripts, the Max for Live device) names the
+    # port its replies go to with /audiohost/replyport, so it never fights a DAW listening on
+    # the default reply port. The choice belongs to the socket it sends from (host and port).
+    REPLY_PORTS_KEPT = 4096
+
+    def reply_address(self, req) -> tuple[str, int]:
+        """Where replies to this request go: the port its socket chose, else the reply port."""
+        with self._lock:
+            port = self._reply_ports.get((req.sender[0], int(req.sender[1])))
+        return (req.sender[0], port or self.config.reply_port)
+
+    def set_reply_port(self, req, port: int) -> None:
+        key = (req.sender[0], int(req.sender[1]))
+        with self._lock:
+            self._reply_ports[key] = int(port)
+            self._reply_ports.move_to_end(key)
+            while len(self._reply_ports) > self.REPLY_PORTS_KEPT:  # forget the longest-unused sockets
+                self._reply_ports.popitem(last=False)
+
+    def preset_list(self, project: Project) -> list[tuple[str, str]]:
+        """(name, kind) of every preset the project can use, by kind then name."""
+        library = self.presets(project)
+        return sorted(((name, entry.preset.kind) for name, entry in library.items()), key=lambda p: (p[1], p[0]))
+
+    def project_list(self) -> list[tuple[str, str]]:
+        """(name, folder) of every served project, by folder."""
+        with self._lock:
+            return sorted(((p.name, str(p.root)) for p in self.projects.values()), key=lambda p: p[1])
+
+    def serve_project(self, path: str, where: str) -> Project:
+        """Serve a project folder a client asks for: already served, or inside a configured root
+        (created if missing). Nothing outside the roots is created or served."""
+        roots = [Path(r).resolve() for r in self.config.roots]
+        if not path or "\x00" in path or not Path(path).expanduser().is_absolute():
+            raise InputError(where, f"'{path}' is not an absolute folder path")
+        with self._lock:
+            for project in self.projects.values():
+                if Path(path).expanduser().resolve() == project.root:
+                    return project
+        if not roots:
+            raise InputError(where, "this host has no roots to create projects in (set roots in its config, or start it with --root)")
+        folder = confine(path, roots, where)
+        with self._lock:
+            for root in self.projects:
+                if root in folder.parents:
+                    raise InputError(where, f"'{path}' is inside the served project '{root.name}'")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(where, f"cannot create '{path}': {err.strerror or err}") from None
+        if confine(folder, roots, where) != folder:  # a link swapped in while it was created
+            raise InputError(where, f"'{path}' is outside the project roots this host serves")
+        from host.output.files import remove_partials
+
+        project = self.add_project(folder)
+        for leftover in remove_partials(project.renders_dir):
+            log.info("removed an unfinished temporary file: %s", leftover)
+        if self.watch is not None:
+            self.watch.add_project(project.root)
+        log.info("serving %s on request (%s)", project.root, where)
+        self.enqueue_project(project)
+        return project
 
 
 def check_done_reply(job: Job, where: str) -> None:
@@ -398,10 +470,31 @@ def check_done_reply(job: Job, where: str) -> None:
     )
 
 
+def reply_pages(head: list, items: list[tuple[str, str]], budget: int = 3400) -> list[list[tuple[str, str]]]:
+    """``items`` split into pages whose OSC reply (``head`` arguments, then the pairs) stays
+    within ``budget`` bytes, leaving room under the 4 KB reply limit for the address and a tag.
+    Always at least one page (an empty one when there is nothing to list)."""
+
+    def size(text: str) -> int:  # an OSC string: UTF-8, a NUL, padded to 4 bytes, plus its type tag
+        return (len(str(text).encode()) // 4 + 1) * 4 + 1
+
+    base = sum(size(a) if isinstance(a, str) else 5 for a in head) + 8
+    pages: list[list[tuple[str, str]]] = [[]]
+    used = base
+    for pair in items:
+        cost = size(pair[0]) + size(pair[1])
+        if pages[-1] and used + cost > budget:
+            pages.append([])
+            used = base
+        pages[-1].append(pair)
+        used += cost
+    return pages
+
+
 def dedupe_value(job: Job) -> str:
     """Same request, same content: an open job with this value is not queued twice."""
     digest = hashlib.sha256(job.model_dump_json(exclude={"source"}).encode())
-    if job.input and Path(job.input).is_file():
+    if job.input and job.input_sha256 is None and Path(job.input).is_file():  # (accepted jobs carry it)
         digest.update(file_sha256(Path(job.input)).encode())
     return digest.hexdigest()
 

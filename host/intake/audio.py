@@ -69,3 +69,42 @@ def probe_stem(path: Path, max_seconds: float, where: str):
     if info.frames / info.samplerate > max_seconds:
         raise InputError(where, f"'{path}' is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
     return info
+
+
+# ---------------------------------------------------------------------- a region of a stem
+MIN_REGION_SECONDS = 0.01
+
+
+def region_samples(rate: int, frames: int, region: tuple[float, float]) -> tuple[int, int]:
+    """The sample range ``[a, b)`` that ``(start s, length s)`` covers at ``rate``. A region may
+    end up to half a sample past the file's end (the caller's rounding); it is clamped there."""
+    start, length = region
+    a = int(round(start * rate))
+    b = min(frames, a + int(round(length * rate)))
+    return a, b
+
+
+def check_region(path: Path, start: float, length: float, where: str) -> tuple[float, float]:
+    """``(start, length)`` in seconds, or an InputError unless it lies inside the file at ``path``."""
+    if not (start >= 0 and length >= MIN_REGION_SECONDS):
+        raise InputError(where, f"region {start:g}+{length:g} s: start must be >= 0 and length at least {MIN_REGION_SECONDS * 1000:g} ms")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
+        raise InputError(where, f"'{path.name}' is not a readable audio file") from None
+    if info.samplerate <= 0 or info.frames <= 0:
+        raise InputError(where, f"'{path.name}' holds no audio")
+    seconds = info.frames / info.samplerate
+    a, b = region_samples(info.samplerate, info.frames, (start, length))
+    if a >= info.frames or start + length > seconds + 0.5 / info.samplerate:
+        raise InputError(where, f"region {start:g}+{length:g} s ends past the end of '{path.name}' ({seconds:.3f} s)")
+    return (float(start), float(length))
+
+
+def cut_region(stem: StemAudio, region: tuple[float, float], where: str = "region") -> StemAudio:
+    """The part of ``stem`` a region covers (checked when the request was accepted; a file that
+    changed since is checked again here)."""
+    a, b = region_samples(stem.rate, stem.audio.shape[1], region)
+    if b - a < 1:
+        raise InputError(where, f"region {region[0]:g}+{region[1]:g} s lies outside the stem ({stem.seconds:.3f} s)")
+    return StemAudio(np.ascontiguousarray(stem.audio[:, a:b]), stem.rate, stem.subtype, stem.format)

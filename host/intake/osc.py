@@ -24,6 +24,7 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 import host as host_package
 from host.errors import InputError
 from host.intake import limits, packets
+from host.intake.audio import check_region
 
 log = logging.getLogger(__name__)
 
@@ -133,23 +134,21 @@ def render(host, req: Request) -> None:
 
 
 def restyle(host, req: Request) -> None:
-    (project, path, what, strength, start, length), tag = parse_args(
-        req, [("project", STR), ("input path", STR), ("prompt or preset", STR)], [("strength", NUM), ("region start", NUM), ("region length", NUM)]
+    (project, path, what, strength, region_start, region_length), tag = parse_args(
+        req,
+        [("project", STR), ("input path", STR), ("prompt or preset", STR)],
+        [("strength", NUM), ("region start", NUM), ("region length", NUM)],
     )
+    if (region_start is None) != (region_length is None):
+        raise InputError(req.address, "a region needs both <region start s> and <region length s>")
     if strength is not None and strength < 0:
-        strength = None  # a negative strength keeps the preset's (so a region can follow)
-    region = None
-    if start is not None or length is not None:
-        if start is None or length is None:
-            raise InputError(req.address, "a region needs both <region start> and <region length> (seconds)")
-        if start < 0 or length <= 0:
-            raise InputError(req.address, f"region {start:g} s + {length:g} s: start must be >= 0 and length > 0")
-        region = (start, length)
+        strength = None  # a negative strength keeps the preset's (a region needs a strength before it)
     overrides = {"strength": strength} if strength is not None else {}
 
     def accept() -> None:
         proj = host.project(project, req.address)
         stem = host.input_path(path, proj, req.address)
+        region = check_region(stem, region_start, region_length, req.address) if region_start is not None else None
         job = host.job_for(proj, "restyle", what, overrides, req.address, input=stem, region=region)
         host.submit_request(job, req, tag)
 
@@ -212,6 +211,54 @@ def stats(host, req: Request) -> None:
     host.reply(req, "/audiohost/stats", [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"], s["dropped"]])
 
 
+# ---------------------------------------------------------------------- for DAW clients (issue 8)
+def replyport(host, req: Request) -> None:
+    """Replies to requests from this socket go to <port> on its host from now on (no port: the
+    port it sends from). Answers ``/audiohost/replyport <port> <tag>`` there."""
+    (port,), tag = parse_args(req, [], [("port", INT)])
+    port = port or int(req.sender[1])
+    if not 0 < port < 65536:
+        raise InputError(req.address, f"port {port} is not a UDP port")
+    host.set_reply_port(req, port)
+    host.reply(req, "/audiohost/replyport", [port, tag])
+
+
+def _page(req: Request, page: Optional[int], pages: list) -> int:
+    page = 0 if page is None else page
+    if not 0 <= page < len(pages):
+        raise InputError(req.address, f"no page {page} (pages 0 to {len(pages) - 1})")
+    return page
+
+
+def presets(host, req: Request) -> None:
+    """``/audiohost/presets <project> <page> <pages> <name> <kind> ... <tag>``, one page per request."""
+    from host.daemon.service import reply_pages
+
+    (project, page), tag = parse_args(req, [("project", STR)], [("page", INT)])
+    proj = host.project(project, req.address)
+    pages = reply_pages([proj.name, 0, 0], host.preset_list(proj))
+    page = _page(req, page, pages)
+    host.reply(req, "/audiohost/presets", [proj.name, page, len(pages), *[v for pair in pages[page] for v in pair], tag])
+
+
+def projects(host, req: Request) -> None:
+    """``/audiohost/projects <page> <pages> <name> <folder> ... <tag>``."""
+    from host.daemon.service import reply_pages
+
+    (page,), tag = parse_args(req, [], [("page", INT)])
+    pages = reply_pages([0, 0], host.project_list())
+    page = _page(req, page, pages)
+    host.reply(req, "/audiohost/projects", [page, len(pages), *[v for pair in pages[page] for v in pair], tag])
+
+
+def serve(host, req: Request) -> None:
+    """Serve a project folder (created inside a configured root if missing):
+    ``/audiohost/serving <name> <folder> <tag>``."""
+    (folder,), tag = parse_args(req, [("folder", STR)])
+    project = host.serve_project(folder, req.address)
+    host.reply(req, "/audiohost/serving", [project.name, str(project.root), tag])
+
+
 HANDLERS: dict[str, Callable] = {
     "ping": ping,
     "foley": foley,
@@ -222,6 +269,10 @@ HANDLERS: dict[str, Callable] = {
     "status": status,
     "subscribe": subscribe,
     "stats": stats,
+    "replyport": replyport,
+    "presets": presets,
+    "projects": projects,
+    "serve": serve,
 }
 
 

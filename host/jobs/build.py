@@ -30,6 +30,7 @@ def job_from_preset(
     input: Optional[Path] = None,
     gaps: Optional[tuple[tuple[float, float], ...]] = None,
     source: str = "osc",
+    region: Optional[tuple[float, float]] = None,
 ) -> Job:
     return Job(
         kind=preset.kind,
@@ -41,5 +42,6 @@ def job_from_preset(
         delivery=preset.delivery.apply(project.settings.delivery),
         input=str(Path(input).resolve()) if input else None,
         gaps=gaps,
+        region=region,
         source=source,
     )

@@ -52,7 +52,7 @@ class Job(BaseModel):
             "input": input_hash if input_hash is not None else self.input_sha256,
             "model": [model_id, model_revision],
         }
-        if self.region is not None:  # absent from older keys, so their takes stay cached
+        if self.region is not None:  # only when set, so the keys of every earlier take stay the same
             material["region"] = list(self.region)
         blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:32]

@@ -19,7 +19,7 @@ import numpy as np
 from host import mel
 from host.engine import gaps as gapmath
 from host.errors import InputError
-from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
+from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem
 from host.jobs.job import Job
 from host.output.files import file_sha256
 from host.output.takes import Take, TakeIndex, read_sidecar, take_folder
@@ -75,7 +75,7 @@ def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False,
             raise InputError(job.name, f"a {job.kind} job needs an input stem")
         stem, source = read_input(job.input, limits)
         if job.region is not None:
-            stem = cut_region(stem, job.region, job.input)
+            stem = cut_region(stem, job.region, f"{job.input} region")
     key = job.key(info.id, info.revision, source.sha256 if source else None)
     folder = take_folder(Path(job.project), job.kind, job.name)
     existing = {} if force else index.takes(folder, job.name, key)
@@ -130,16 +130,6 @@ def read_input(path: str, limits: Limits) -> tuple[StemAudio, InputSnapshot]:
     if before is None or before != after:
         raise InputError(path, "changed while it was being read (still being written?)")
     return stem, InputSnapshot(path, digest, after)
-
-
-def cut_region(stem: StemAudio, region: tuple[float, float], where: str) -> StemAudio:
-    """Only ``region`` = (start, length) seconds of the stem, exactly those samples."""
-    start, length = region
-    a = int(round(start * stem.rate))
-    b = a + int(round(length * stem.rate))
-    if start < 0 or length <= 0 or b > stem.audio.shape[1] or b <= a:
-        raise InputError(f"{where} region", f"{start:g} s + {length:g} s lies outside the file (0-{stem.seconds:.3f} s)")
-    return StemAudio(np.ascontiguousarray(stem.audio[:, a:b]), stem.rate, stem.subtype, stem.format)
 
 
 def inpaint_gaps(job: Job, stem: StemAudio, info: ModelInfo) -> tuple[tuple[gapmath.Gap, ...], tuple[tuple[float, float], ...]]:

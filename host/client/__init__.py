@@ -1,0 +1,1 @@
+"""Clients of a running daemon: ``audiohost request`` (the transport every DAW script calls)."""
