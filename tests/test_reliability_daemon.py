@@ -38,32 +38,34 @@ def wait_until(predicate, timeout: float, what: str):
 
 def test_every_requester_hears_back_and_a_cancel_leaves_batch_mates_rendering(tmp_path):
     project = make_project(tmp_path / "proj")
+    (project / "presets" / "batchy.toml").write_text('kind = "foley"\nprompt = "a batch"\nduration = 1.0\nsteps = 30\n')
     state = tmp_path / "state"
     daemon, peer = start_daemon(project, state)
     try:
         daemon.wait_ready(peer)
-        peer.send("/audiohost/foley", "proj", "slow", 3.0, 11, 1, "blocker")  # another geometry: its own batch
+        peer.send("/audiohost/foley", "proj", "slow", 3.0, 11, 1, "blocker")  # its own geometry: its own batch
         blocker = job_id_of(peer, "blocker")
-        peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == blocker, 60)
+        peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == blocker, 120)
 
         # two requesters ask for the same take while the worker is busy: one job, two waiters
-        peer.send("/audiohost/foley", "proj", "slow", 2.0, 500, 1, "first")
-        peer.send("/audiohost/foley", "proj", "slow", 2.0, 500, 1, "second")
+        peer.send("/audiohost/foley", "proj", "batchy", 1.0, 500, 1, "first")
+        peer.send("/audiohost/foley", "proj", "batchy", 1.0, 500, 1, "second")
         first, second = job_id_of(peer, "first"), job_id_of(peer, "second")
         assert first == second
-        # and two more compatible jobs that will share one (60-step) batch; one of them gets cancelled
-        peer.send("/audiohost/foley", "proj", "slow", 2.0, 600, 1, "keep")
-        peer.send("/audiohost/foley", "proj", "slow", 2.0, 601, 1, "drop")
+        # and two more compatible jobs: all three share one 30-step batch; one of them gets cancelled
+        peer.send("/audiohost/foley", "proj", "batchy", 1.0, 600, 1, "keep")
+        peer.send("/audiohost/foley", "proj", "batchy", 1.0, 601, 1, "drop")
         keep, drop = job_id_of(peer, "keep"), job_id_of(peer, "drop")
         peer.send("/audiohost/cancel", blocker)
-        wait_until(lambda: {e.id: e.state for e in entries(state)}.get(drop) == "running", 60, "the batch to start")
+        # the batch has started once its first step is reported; 29 steps are left
+        peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == drop, 300)
         peer.send("/audiohost/cancel", drop)
 
-        done_first = peer.wait_for(lambda m: m[0] == "/audiohost/job/done" and m[1][0] == first and m[1][-1] == "first", 90)
-        done_second = peer.wait_for(lambda m: m[0] == "/audiohost/job/done" and m[1][0] == first and m[1][-1] == "second", 10)
+        peer.wait_for(lambda m: m[0] == "/audiohost/job/cancelled" and m[1][0] == drop, 300)
+        done_first = peer.wait_for(lambda m: m[0] == "/audiohost/job/done" and m[1][0] == first and m[1][-1] == "first", 300)
+        done_second = peer.wait_for(lambda m: m[0] == "/audiohost/job/done" and m[1][0] == first and m[1][-1] == "second", 30)
         assert done_first[1][1:-1] == done_second[1][1:-1] and len(done_first[1]) == 3  # the same one take, to both
-        assert done_or_failed(peer, keep)[0] == "/audiohost/job/done"
-        peer.wait_for(lambda m: m[0] == "/audiohost/job/cancelled" and m[1][0] == drop, 10)
+        assert done_or_failed(peer, keep, 300)[0] == "/audiohost/job/done"
     finally:
         daemon.stop()
         peer.close()
@@ -120,11 +122,11 @@ def test_a_full_queue_refuses_a_cue_sheet_whole_and_folder_work_waits_for_room(t
         daemon.wait_ready(peer)
         peer.send("/audiohost/foley", "proj", "slow", 2.0, 1, 1, "blocker")
         blocker = job_id_of(peer, "blocker")
-        peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == blocker, 60)
+        peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == blocker, 120)
         # a cue sheet of 5 into a queue with room for 2: refused whole, nothing queued
         (project / "cues.toml").write_text(cues)
         # (the watcher queues the same cues as folder work; wait for that to settle first)
-        wait_until(lambda: len(entries(state)) >= 3, 30, "folder cues")
+        wait_until(lambda: len(entries(state)) >= 3, 120, "folder cues")
         before = len(entries(state))
         peer.received.clear()
         peer.send("/audiohost/render", "proj", "", "sheet")
@@ -135,8 +137,8 @@ def test_a_full_queue_refuses_a_cue_sheet_whole_and_folder_work_waits_for_room(t
         for k in range(8):
             write_tone(project / "restyle" / f"s{k}.wav", 0.5, 16000, freq=200 + 40 * k)
         peer.send("/audiohost/cancel", blocker)
-        wait_until(lambda: len(files_under(project / "renders" / "restyle", "*.wav")) >= 8, 240, "every stem to render")
-        wait_until(lambda: len(files_under(project / "renders" / "foley", "c*.wav")) >= 5, 120, "every cue to render")
+        wait_until(lambda: len(files_under(project / "renders" / "restyle", "*.wav")) >= 8, 480, "every stem to render")
+        wait_until(lambda: len(files_under(project / "renders" / "foley", "c*.wav")) >= 5, 300, "every cue to render")
     finally:
         daemon.stop()
         peer.close()
@@ -155,7 +157,7 @@ def test_subscriptions_and_failures_are_remembered_across_a_restart(tmp_path):
         daemon.wait_ready(peer)
         peer.send("/audiohost/subscribe", peer.reply_port)
         peer.wait_for(lambda m: m[0] == "/audiohost/subscribed", 5)
-        failed = wait_until(lambda: [e for e in entries(state) if e.job.name == "no-gaps" and e.state == "failed"], 60, "the stem to fail")
+        failed = wait_until(lambda: [e for e in entries(state) if e.job.name == "no-gaps" and e.state == "failed"], 180, "the stem to fail")
         assert "no run of digital silence" in failed[0].error
     finally:
         assert daemon.stop() == 0
@@ -164,16 +166,16 @@ def test_subscriptions_and_failures_are_remembered_across_a_restart(tmp_path):
     try:
         daemon.wait_ready(peer)
         # the stem that failed is looked at again (it waited in the folder) and not queued again
-        wait_until(lambda: b"not retried, job" in daemon.log.read_bytes()[daemon.log_start :], 30, "the failed stem to be passed over")
+        wait_until(lambda: b"not retried, job" in daemon.log.read_bytes()[daemon.log_start :], 120, "the failed stem to be passed over")
         # the subscription survived: folder work announces itself to this peer without a new subscribe
         (project / "cues.toml").write_text('[[cue]]\nname = "after-restart"\npreset = "quick"\nseed = 3\n')
-        queued = peer.wait_for(lambda m: m[0] == "/audiohost/job/queued", 30)
+        queued = peer.wait_for(lambda m: m[0] == "/audiohost/job/queued", 120)
         address, _ = done_or_failed(peer, queued[1][0])
         assert address == "/audiohost/job/done"
         # the stem that failed was not queued again; changing its sidecar does queue it again
         assert [e.id for e in entries(state) if e.job.name == "no-gaps"] == [failed[0].id]
         (project / "inpaint" / "no-gaps.toml").write_text("gaps = [[0.4, 0.6]]\n")
-        wait_until(lambda: [e for e in entries(state) if e.job.name == "no-gaps" and e.state == "done"], 60, "the stem with its new sidecar")
+        wait_until(lambda: [e for e in entries(state) if e.job.name == "no-gaps" and e.state == "done"], 180, "the stem with its new sidecar")
     finally:
         daemon.stop()
         peer.close()
@@ -193,11 +195,11 @@ def test_a_job_that_kills_the_daemon_twice_fails_and_the_others_run(tmp_path):
                 poison = job_id_of(peer, "poison")
                 peer.send("/audiohost/foley", "proj", "quick", 1.0, 14, 1, "innocent")
                 innocent = job_id_of(peer, "innocent")
-            wait_until(lambda: {e.id: e.state for e in entries(state)}.get(poison) == "running", 60, "the poison job to run")
+            wait_until(lambda: {e.id: e.state for e in entries(state)}.get(poison) == "running", 180, "the poison job to run")
             daemon.kill9()  # as a segfaulting plug-in would
         daemon, _ = start_daemon(project, state, peer)
         daemon.wait_ready(peer)
-        wait_until(lambda: {e.id: e.state for e in entries(state)}.get(innocent) == "done", 90, "the other job")
+        wait_until(lambda: {e.id: e.state for e in entries(state)}.get(innocent) == "done", 240, "the other job")
     finally:
         if daemon is not None:
             daemon.stop()
