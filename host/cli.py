@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--osc-port", type=int, default=None, help="UDP port for requests (default 9010)")
     s.add_argument("--reply-port", type=int, default=None, help="port replies go to on the sender's host (default 9011)")
     s.add_argument("--state-dir", type=Path, default=None, help="journal and logs (default ~/.local/state/audiohost)")
+    s.add_argument("--damaged-journal", choices=("refuse", "start-fresh"), default=None, help="when the journal is damaged: refuse to start (default) or move it aside and start an empty queue")
     s.set_defaults(func=_serve)
 
     st = sub.add_parser("status", help="print the job queue from the journal", description="Print the daemon's queue, whether it is running or not.")
@@ -88,16 +89,19 @@ def _parser() -> argparse.ArgumentParser:
 def _render(args) -> int:
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
+    from host.config.project import check_renders
+    from host.engine.models import DEFAULT_MODEL, fingerprint
     from host.jobs.plan import plan_project
-    from host.runner import Runner, cached_takes
+    from host.locks import lock_project
+    from host.output.files import remove_partials
+    from host.runner import cached_takes
 
     console = Console(stderr=False)
     err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal or pipe
     plan = plan_project(args.project)
+    check_renders(plan.project)  # a renders/ that is a symlink or lies elsewhere: not this project's
     jobs = plan.jobs
     if args.only:
         wanted = set(args.only)
@@ -134,6 +138,20 @@ def _render(args) -> int:
         if revision != "unknown" and all(_fully_cached(j, model_id, revision) for j in jobs):
             console.print(f"everything in {plan.project.name} is already rendered with {model_id}; nothing to do (--force renders again)")
             return 0 if not plan.problems else 1
+
+    # one writer per project: a daemon serving it, or another render, makes this one refuse
+    with lock_project(plan.project.root, "audiohost render"):
+        for leftover in remove_partials(plan.project.renders_dir):
+            err.print(f"removed an unfinished temporary file: {leftover}", highlight=False, markup=False)
+        return _render_locked(args, plan, jobs, model_name, console, err)
+
+
+def _render_locked(args, plan, jobs, model_name, console, err) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from host.engine.models import load_model
+    from host.runner import Runner
 
     with console.status(f"loading {model_name}"):
         model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)

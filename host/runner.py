@@ -29,7 +29,7 @@ from host.engine.steps import Cancelled
 from host.errors import InputError
 from host.finish.chain import apply_chain, build_chain
 from host.finish.delivery import finish, resample
-from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem
+from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, read_stem_confined
 from host.jobs.job import Job
 from host.output.files import file_sha256, write_audio_new
 from host.output.takes import Take, claim_take, read_sidecar, release_take, take_folder, takes_for_key
@@ -84,8 +84,10 @@ class Runner:
         batch_size: int = 8,
         max_stem_seconds: float = MAX_STEM_SECONDS,
         max_stem_bytes: int = MAX_STEM_BYTES,
+        roots: Optional[Sequence[Path]] = None,
     ):
         self.model = model
+        self.roots = list(roots) if roots is not None else None  # where inputs may be read from; None: the job's project
         self.batch_size = max(1, batch_size)
         self.max_stem_seconds = max_stem_seconds
         self.max_stem_bytes = max_stem_bytes
@@ -207,8 +209,8 @@ class Runner:
         if job.kind != "foley":
             if not job.input:
                 raise InputError(job.name, f"a {job.kind} job needs an input stem")
-            stem = read_stem(Path(job.input), self.max_stem_seconds, self.max_stem_bytes)
-            input_hash = file_sha256(Path(job.input))
+            roots = self.roots if self.roots is not None else [Path(job.project)]
+            stem, input_hash = read_stem_confined(Path(job.input), roots, self.max_stem_seconds, self.max_stem_bytes)
         key = job.key(self.model.id, self.model.revision, input_hash)
         folder = take_folder(Path(job.project), job.kind, job.name)
         existing = {} if force else takes_for_key(folder, job.name, key)
