@@ -212,7 +212,7 @@ def test_without_hard_links_publishing_falls_back_to_a_rename_that_never_replace
     assert calls  # the link really was tried and refused
 
 
-@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP])
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
 def test_without_hard_links_or_a_no_replace_rename_the_last_resort_still_never_replaces(tmp_path, monkeypatch, code):
     no_hard_links(monkeypatch, code)
     monkeypatch.setattr(files, "_rename_noreplace", lambda src, dst: False)  # FUSE FAT: renameat2 flags refused

@@ -31,7 +31,12 @@ def confine(path: str | Path, roots: Iterable[Path], where: str, base: Path | No
         root = Path(root).resolve()
         if resolved == root or root in resolved.parents:
             return resolved
-    raise InputError(where, f"'{text}' is outside {what}")
+    raise InputError(where, f"{_subject(text, where)}is outside {what}")
+
+
+def _subject(text: str, where: str) -> str:
+    """The path quoted at the start of a reason, unless ``where`` already is that path."""
+    return "" if text == where else f"'{text}' "
 
 
 # Opening a confined file at the moment of use: the path is resolved and confined again, then
@@ -50,24 +55,25 @@ def open_confined(path: str | Path, roots: Iterable[Path], where: str, base: Pat
     (a FIFO is refused, not waited on) and never follows a symlink that appears after the
     path was resolved: InputError with one line instead. A path that changes while it is being
     opened is resolved and confined again, up to ``attempts`` times."""
+    subject = _subject(str(path), where)
     for attempt in range(attempts):
         resolved = confine(path, roots, where, base)
         try:
             fd = _open_nofollow(resolved) if _WALK else _open_and_compare(resolved)
         except FileNotFoundError:
-            raise InputError(where, f"'{path}' is not there any more") from None
+            raise InputError(where, f"{subject}is not there any more") from None
         except _Changed:
             if attempt + 1 < attempts:
                 continue
-            raise InputError(where, f"'{path}' kept changing while it was being opened (a symlink swapped in?); not read") from None
+            raise InputError(where, f"{subject}kept changing while it was being opened (a symlink swapped in?); not read") from None
         except PermissionError:
-            raise InputError(where, f"'{path}' cannot be read: permission denied") from None
+            raise InputError(where, f"{subject}cannot be read: permission denied") from None
         except OSError as err:
-            raise InputError(where, f"'{path}' cannot be opened: {err.strerror or err}") from None
+            raise InputError(where, f"{subject}cannot be opened: {err.strerror or err}") from None
         kind = stat.S_IFMT(os.fstat(fd).st_mode)
         if kind != stat.S_IFREG:
             os.close(fd)
-            raise InputError(where, f"'{path}' is {_KINDS.get(kind, 'not a regular file')}, not a regular file; not read")
+            raise InputError(where, f"{subject}is {_KINDS.get(kind, 'not a regular file')}, not a regular file; not read")
         return fd, resolved
     raise AssertionError("unreachable")  # pragma: no cover
 
