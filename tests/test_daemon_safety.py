@@ -142,7 +142,7 @@ def test_a_stem_symlinked_into_a_drop_folder_from_outside_is_refused(served):
     assert "x" not in names and not (project / "renders" / "restyle" / "x").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated to 0 bytes", "garbage", "damaged pages"])
+@pytest.mark.parametrize("damage", ["truncated to 0 bytes", "damaged pages"])  # garbage: test_journal, status
 def test_a_damaged_journal_stops_the_daemon_with_one_line_by_default(tmp_path, damage):
     project = make_project(tmp_path / "proj")
     state = tmp_path / "state"
@@ -155,7 +155,7 @@ def test_a_damaged_journal_stops_the_daemon_with_one_line_by_default(tmp_path, d
     for suffix in ("-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     data = path.read_bytes()
-    content = {"truncated to 0 bytes": b"", "garbage": os.urandom(len(data)), "damaged pages": data[:8192] + b"\xee" * 8192 + data[16384:]}[damage]
+    content = {"truncated to 0 bytes": b"", "damaged pages": data[:8192] + b"\xee" * 8192 + data[16384:]}[damage]
     path.write_bytes(content)
 
     code, output = run_serve([project], state)
