@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--osc-port", type=int, default=None, help="UDP port for requests (default 9010)")
     s.add_argument("--reply-port", type=int, default=None, help="port replies go to on the sender's host (default 9011)")
     s.add_argument("--state-dir", type=Path, default=None, help="journal and logs (default ~/.local/state/audiohost)")
+    s.add_argument("--damaged-journal", choices=("refuse", "start-fresh"), default=None, help="when the journal is damaged: refuse to start (default) or move it aside and start an empty queue")
     s.set_defaults(func=_serve)
 
     st = sub.add_parser("status", help="print the job queue from the journal", description="Print the daemon's queue, whether it is running or not.")
@@ -102,16 +103,19 @@ def _parser() -> argparse.ArgumentParser:
 def _render(args) -> int:
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
+    from host.config.project import check_renders
+    from host.engine.models import DEFAULT_MODEL, fingerprint
     from host.plan.project import plan_project
-    from host.runner import Runner, cached_takes
+    from host.locks import lock_project
+    from host.output.files import remove_partials
+    from host.runner import cached_takes
 
     console = Console(stderr=False)
     err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal or pipe
     plan = plan_project(args.project)
+    check_renders(plan.project)  # a renders/ that is a symlink or lies elsewhere: not this project's
     jobs = plan.jobs
     if args.only:
         wanted = set(args.only)
@@ -149,6 +153,20 @@ def _render(args) -> int:
             console.print(f"everything in {plan.project.name} is already rendered with {model_id}; nothing to do (--force renders again)")
             return 0 if not plan.problems else 1
 
+    # one writer per project: a daemon serving it, or another render, makes this one refuse
+    with lock_project(plan.project.root, "audiohost render"):
+        for leftover in remove_partials(plan.project.renders_dir):
+            err.print(f"removed an unfinished temporary file: {leftover}", highlight=False, markup=False)
+        return _render_locked(args, plan, jobs, model_name, console, err)
+
+
+def _render_locked(args, plan, jobs, model_name, console, err) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from host.engine.models import load_model
+    from host.runner import Runner
+
     with console.status(f"loading {model_name}"):
         model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)
     runner = Runner(model, batch_size=args.batch_size)
@@ -169,7 +187,7 @@ def _render(args) -> int:
     for col in ("name", "kind", "status", "takes", "seconds", "detail"):
         table.add_column(col)
     for o in outcomes:
-        colour = {"rendered": "green", "cached": "cyan", "failed": "red", "cancelled": "yellow"}[o.status]
+        colour = {"rendered": "green", "cached": "cyan", "failed": "red", "cancelled": "yellow", "changed": "yellow"}[o.status]
         detail = o.error or (_rel(o.files[0].parent, plan.project.root) + "/" if o.files else "")
         table.add_row(o.job.name, o.job.kind, f"[{colour}]{o.status}[/{colour}]", str(len(o.files)), f"{o.seconds:.1f}", detail)
     console.print(table)

@@ -64,13 +64,20 @@ class Runner:
         max_stem_bytes: int = MAX_STEM_BYTES,
         backend: Optional[RenderBackend] = None,
         index: Optional[TakeIndex] = None,
+        roots=None,
     ):
+        """``roots``: where a job's stem may be read from, checked again when it is read: a list of
+        folders, or a function giving them now (a daemon serves more projects over time); default:
+        the job's own project."""
         if backend is None:
             from host.render.local import LocalBackend
 
             backend = LocalBackend(model, batch_size)
         self.backend = backend
-        self.limits = Limits(max_stem_seconds, max_stem_bytes)
+        if roots is not None and not callable(roots):
+            fixed = tuple(Path(r) for r in roots)
+            roots = lambda: fixed  # noqa: E731
+        self.limits = Limits(max_stem_seconds, max_stem_bytes, roots)
         self.index = index or TakeIndex()
 
     @property

@@ -196,3 +196,52 @@ def test_safe_name():
     assert safe_name("..weird") == "weird"
     assert safe_name("???") == "stem"
     assert len(safe_name("x" * 300)) == 100
+
+
+def test_a_stem_symlinked_out_of_the_project_is_refused_not_rendered(tmp_path, builtins):
+    (tmp_path / "proj").mkdir()
+    project = load_project(tmp_path / "proj")
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"")
+    inside = drop(project, "stems/kept.wav")
+    (project.root / "restyle").mkdir()
+    (project.root / "restyle" / "x.wav").symlink_to(secret)  # the reported case: rendered today
+    (project.root / "restyle" / "ok.wav").symlink_to(inside)  # a symlink that stays inside is fine
+    with pytest.raises(InputError) as info:
+        stem_from_path(project, builtins, project.root / "restyle" / "x.wav")
+    assert "outside the project" in info.value.reason and info.value.where.endswith("restyle/x.wav")
+    stems, errors = scan_drops(project, builtins)
+    assert [s.path.name for s in stems] == ["ok.wav"]
+    [err] = errors
+    assert "restyle/x.wav" in str(err) and "outside the project" in str(err) and "\n" not in str(err)
+
+
+def test_symlinked_drop_folders_are_not_followed_out_of_the_project(tmp_path, builtins):
+    (tmp_path / "proj").mkdir()
+    project = load_project(tmp_path / "proj")
+    elsewhere = tmp_path / "elsewhere"
+    for name in ("a.wav", "b.wav"):
+        (elsewhere / name).parent.mkdir(parents=True, exist_ok=True)
+        (elsewhere / name).write_bytes(b"")
+    (project.root / "restyle").mkdir()
+    (project.root / "restyle" / "restyle-radio").symlink_to(elsewhere, target_is_directory=True)
+    shared = drop(project, "shared/c.wav").parent
+    (project.root / "inpaint").mkdir()
+    (project.root / "inpaint" / "inpaint-room-tone").symlink_to(shared, target_is_directory=True)  # inside: followed
+    stems, errors = scan_drops(project, builtins)
+    assert [(s.kind, s.preset_name, s.path.name) for s in stems] == [("inpaint", "inpaint-room-tone", "c.wav")]
+    [err] = errors
+    assert err.where.endswith("restyle/restyle-radio/") and "leads out of the project; not followed" in err.reason
+    with pytest.raises(InputError, match="outside the project"):  # what the watcher hands over is checked too
+        stem_from_path(project, builtins, project.root / "restyle" / "restyle-radio" / "a.wav")
+
+
+def test_a_drop_folder_that_is_itself_a_symlink_out_of_the_project_is_not_scanned(tmp_path, builtins):
+    (tmp_path / "proj").mkdir()
+    project = load_project(tmp_path / "proj")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.wav").write_bytes(b"")
+    (project.root / "restyle").symlink_to(elsewhere, target_is_directory=True)
+    stems, errors = scan_drops(project, builtins)
+    assert stems == [] and len(errors) == 1 and "restyle/" in errors[0].where

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from host.output import files
 from host.output.files import PARTIAL_SUFFIX, SampleFormat, file_sha256, input_sample_format, remove_partials, write_audio_new, write_json_new
 
 
@@ -207,7 +213,7 @@ def test_json_sidecar_is_sorted_indented_utf8_and_never_overwritten(tmp_path):
 
 def test_remove_partials_cleans_up_after_a_crash(tmp_path):
     keep = [tmp_path / "a" / "rain_t01.wav", tmp_path / "a" / "rain_t01.json"]
-    junk = [tmp_path / "a" / ".rain_t02.wav.3f9a.partial", tmp_path / "b" / "c" / ".x.json.77.partial"]
+    junk = [tmp_path / "a" / ".rain_t02.wav.3f9a0b1c2d3e.partial", tmp_path / "b" / "c" / ".x.json.77aa88bb99cc.partial"]
     for p in keep + junk:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"data")
@@ -216,8 +222,172 @@ def test_remove_partials_cleans_up_after_a_crash(tmp_path):
     assert remove_partials(tmp_path) == []
 
 
+def test_remove_partials_touches_only_the_hosts_own_temp_files_and_never_follows_symlinks(tmp_path):
+    renders = tmp_path / "renders"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # files of other programs (or the user's) that merely end in .partial
+    theirs = [renders / "download.wav.partial", renders / ".x.wav.partial", renders / ".x.wav.3f9a.partial", renders / ".x.wav.3F9A0B1C2D3E.partial", elsewhere / ".y.wav.0123456789ab.partial"]
+    for p in theirs:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"theirs")
+    (renders / "linked").symlink_to(elsewhere, target_is_directory=True)  # a symlinked folder is not entered
+    (renders / ".z.wav.0123456789ab.partial").symlink_to(elsewhere / ".y.wav.0123456789ab.partial")  # nor a symlink removed
+    ours = renders / "foley" / ".rain_t01.wav.0123456789ab.partial"
+    ours.parent.mkdir(parents=True)
+    ours.write_bytes(b"ours")
+    assert remove_partials(renders) == [ours]
+    assert all(p.read_bytes() == b"theirs" for p in theirs)
+    assert (renders / ".z.wav.0123456789ab.partial").is_symlink()
+    # renders/ that is itself a symlink: nothing under wherever it points is touched
+    link = tmp_path / "renders-link"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    assert remove_partials(link) == [] and (elsewhere / ".y.wav.0123456789ab.partial").exists()
+
+
+def test_temp_files_are_named_so_that_remove_partials_recognises_them(tmp_path, monkeypatch):
+    """The cleanup's pattern and the writer's names are one rule: a temp file left by a crash mid-write goes."""
+
+    def crash(file, *args, **kwargs):
+        file.write(b"RIFF half")
+        raise KeyboardInterrupt  # the process dies here; pretend the finally never ran
+
+    monkeypatch.setattr(sf, "write", crash)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+    with pytest.raises(KeyboardInterrupt):
+        write_audio_new(tmp_path / "take.wav", tone(), 48000, 24, "wav")
+    monkeypatch.undo()
+    left = leftovers(tmp_path)
+    assert len(left) == 1
+    assert remove_partials(tmp_path) == left and leftovers(tmp_path) == []
+
+
 def test_file_sha256_matches_hashlib(tmp_path):
     path = tmp_path / "blob.bin"
     data = np.random.default_rng(0).bytes(3 * (1 << 20) + 17)
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- publishing without hard links
+
+NO_LINK_ERRNOS = sorted({errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
+
+
+def no_hard_links(monkeypatch, code: int) -> list:
+    """os.link fails as it does on a filesystem without hard links; returns the calls made."""
+    calls = []
+
+    def link(src, dst, *args, **kwargs):
+        calls.append(dst)
+        raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+    monkeypatch.setattr(files.os, "link", link)
+    return calls
+
+
+def assert_published_whole_and_never_overwritten(folder: Path) -> None:
+    path = folder / "take.wav"
+    x = tone(level=0.25)
+    write_audio_new(path, x, 48000, 24, "wav")
+    y, _ = sf.read(path, dtype="float32", always_2d=True)
+    np.testing.assert_allclose(y.T, x, atol=2.0**-23)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        write_audio_new(path, tone(level=0.9), 48000, 16, "wav")
+    write_json_new(folder / "take.json", {"take": 1})
+    with pytest.raises(FileExistsError):
+        write_json_new(folder / "take.json", {"take": 2})
+    assert path.read_bytes() == before and json.loads((folder / "take.json").read_text()) == {"take": 1}
+    assert leftovers(folder) == []
+
+
+@pytest.mark.parametrize("code", NO_LINK_ERRNOS, ids=[errno.errorcode[c] for c in NO_LINK_ERRNOS])
+def test_without_hard_links_publishing_falls_back_to_a_rename_that_never_replaces(tmp_path, monkeypatch, code):
+    calls = no_hard_links(monkeypatch, code)
+    assert_published_whole_and_never_overwritten(tmp_path)
+    assert calls  # the link really was tried and refused
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
+def test_without_hard_links_or_a_no_replace_rename_the_last_resort_still_never_replaces(tmp_path, monkeypatch, code):
+    no_hard_links(monkeypatch, code)
+    monkeypatch.setattr(files, "_rename_noreplace", lambda src, dst: False)  # FUSE FAT: renameat2 flags refused
+    assert_published_whole_and_never_overwritten(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["link", "rename-noreplace", "checked-rename"])
+def test_place_new_refuses_a_target_that_appeared_after_the_early_check(tmp_path, monkeypatch, method):
+    if method != "link":
+        no_hard_links(monkeypatch, errno.EPERM)
+    if method == "checked-rename":
+        monkeypatch.setattr(files, "_rename_noreplace", lambda src, dst: False)
+    if method == "rename-noreplace" and files._noreplace_call() is None:
+        pytest.skip("no renameat2/renamex_np on this platform")
+    tmp, target = tmp_path / ".t.wav.0123456789ab.partial", tmp_path / "t.wav"
+    tmp.write_bytes(b"new take")
+    target.write_bytes(b"someone else's file")
+    with pytest.raises(FileExistsError):
+        files.place_new(tmp, target)
+    assert target.read_bytes() == b"someone else's file" and tmp.read_bytes() == b"new take"
+    target.unlink()
+    assert files.place_new(tmp, target) == method
+    assert target.read_bytes() == b"new take"
+
+
+def test_a_link_failure_that_is_not_about_hard_links_is_reported_and_leaves_nothing(tmp_path, monkeypatch):
+    no_hard_links(monkeypatch, errno.ENOSPC)
+    with pytest.raises(OSError) as err:
+        write_audio_new(tmp_path / "take.wav", tone(), 48000, 24, "wav")
+    assert err.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def _mount_image(kind: str, image: Path, mount: Path, run) -> list:
+    """Mount a fresh FAT or exFAT image; returns the commands that undo it, or skips."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem image needs root")
+    if kind == "vfat":  # the kernel's own driver (link: EPERM, renameat2 NOREPLACE supported)
+        if not shutil.which("mkfs.vfat") or run("mkfs.vfat", str(image)).returncode != 0:
+            pytest.skip("mkfs.vfat is not installed (dosfstools)")
+        if run("mount", "-o", "loop", "-t", "vfat", str(image), str(mount)).returncode != 0:
+            pytest.skip("the kernel cannot mount vfat here")
+        return [("umount", str(mount))]
+    # exFAT through FUSE (link: EPERM, renameat2 flags: EINVAL, so the last resort publishes)
+    if not all(shutil.which(t) for t in ("mkfs.exfat", "mount.exfat-fuse", "losetup", "fusermount")) or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs mkfs.exfat, mount.exfat-fuse, losetup and /dev/fuse (exfatprogs, exfat-fuse)")
+    if run("mkfs.exfat", str(image)).returncode != 0:
+        pytest.skip("mkfs.exfat failed")
+    loop = run("losetup", "-f", "--show", str(image))
+    if loop.returncode != 0:
+        pytest.skip("no loop device available")
+    device = loop.stdout.decode().strip()
+    if run("mount.exfat-fuse", device, str(mount)).returncode != 0:
+        run("losetup", "-d", device)
+        pytest.skip("cannot mount exFAT through FUSE here")
+    return [("fusermount", "-u", str(mount)), ("losetup", "-d", device)]
+
+
+@pytest.fixture(params=["vfat", "exfat"])
+def fat_drive(request, tmp_path):
+    """A real FAT or exFAT filesystem, as on a session drive; skipped where mounting is not allowed."""
+    image, mount = tmp_path / "drive.img", tmp_path / "mnt"
+    mount.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(32 << 20)
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, timeout=60)  # noqa: E731
+    undo = _mount_image(request.param, image, mount, run)
+    try:
+        yield mount
+    finally:
+        for cmd in undo:
+            run(*cmd)
+
+
+def test_publishing_on_a_real_fat_filesystem(fat_drive):
+    probe = fat_drive / "probe"
+    probe.write_bytes(b"x")
+    with pytest.raises(OSError) as err:
+        os.link(probe, fat_drive / "probe2")  # what the fallback is for
+    assert err.value.errno in files.NO_HARD_LINKS
+    assert_published_whole_and_never_overwritten(fat_drive / "renders")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,8 @@ from host.config.schema import Delivery
 from host.daemon.config import load_config
 from host.errors import InputError
 from host.jobs.job import Job
-from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
+from host.jobs import journal as journal_module
+from host.jobs.journal import APPLICATION_ID, PRIORITY_FOLDER, PRIORITY_OSC, Journal, JournalDamaged, QueueFull, journal_problem, open_journal
 
 
 def job(name: str, duration: float = 1.0, takes: int = 1, kind: str = "foley") -> Job:
@@ -210,3 +214,179 @@ def test_only_allowed_networks_are_served(tmp_path):
     assert config.projects == [Path(tmp_path / "p")]  # relative to the config file
     assert config.allowed("127.0.0.1") and config.allowed("192.168.10.44")
     assert not config.allowed("192.168.11.1") and not config.allowed("10.0.0.1") and not config.allowed("garbage")
+
+
+# ---------------------------------------------------------------- a damaged journal
+
+
+def journal_with_open_jobs(path: Path, queued: int = 30, done: int = 5) -> None:
+    j = Journal(path)
+    for k in range(done):
+        j.finish(j.add(job(f"done{k}"), PRIORITY_FOLDER)[0], "done")
+    for k in range(queued):
+        j.add(job(f"queued{k}", duration=1.0 + k), PRIORITY_OSC)
+    j.close()
+
+
+def damaged_copies(tmp_path: Path) -> dict:
+    """The damage seen on studio machines, each applied to a journal of 30 queued jobs."""
+    source = tmp_path / "source.sqlite"
+    journal_with_open_jobs(source)
+    data = source.read_bytes()
+    assert len(data) >= 5 * 4096
+    page = 4096
+    return {
+        "truncated to 0 bytes": (b"", "is empty (0 bytes)", None),
+        "garbage": (bytes(range(256)) * 64, "is not an SQLite database", None),
+        "damaged pages": (data[: 2 * page] + b"\xff" * page + data[3 * page :], "fails SQLite's quick check", "some"),
+        "cut short": (data[: len(data) - 2 * page], "fails SQLite's quick check", "some"),
+    }
+
+
+@pytest.mark.parametrize("case", ["truncated to 0 bytes", "garbage", "damaged pages", "cut short"])
+def test_a_damaged_journal_is_refused_by_default_and_left_where_it_is(tmp_path, case):
+    content, reason, readable = damaged_copies(tmp_path)[case]
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "journal.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(JournalDamaged) as err:
+        open_journal(path)
+    line = str(err.value)
+    assert "\n" not in line and reason in line and str(path) in line and 'damaged_journal = "start-fresh"' in line
+    if readable is None:
+        assert "no job could be read from it" in line and err.value.open_jobs is None
+    else:
+        assert re.search(r"\d+ open job\(s\) \(queued or running\) can still be read", line), line
+    assert path.read_bytes() == content  # untouched: every later start refuses too, until someone looks
+    assert all(p.name == "journal.sqlite" or p.name.endswith("-shm") or p.stat().st_size == 0 for p in state.iterdir())
+    with pytest.raises(JournalDamaged):
+        open_journal(path)
+
+
+@pytest.mark.parametrize("case", ["truncated to 0 bytes", "garbage", "damaged pages"])
+def test_start_fresh_moves_the_damaged_journal_aside_and_says_what_was_lost(tmp_path, case):
+    content, reason, _ = damaged_copies(tmp_path)[case]
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "journal.sqlite"
+    path.write_bytes(content)
+    Path(str(path) + "-wal").write_bytes(b"")  # its log goes with it
+    journal, notice = open_journal(path, "start-fresh")
+    try:
+        assert journal.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
+        new_id, _ = journal.add(job("after"), PRIORITY_OSC)  # and it works
+    finally:
+        journal.close()
+    aside = [p for p in state.iterdir() if ".damaged-" in p.name]
+    main_copy = [p for p in aside if re.fullmatch(r"journal\.sqlite\.damaged-\d{8}T\d{6}Z", p.name)]
+    assert len(main_copy) == 1 and main_copy[0].read_bytes() == content
+    assert Path(str(main_copy[0]) + "-wal").exists()
+    assert "\n" not in notice and reason in notice and str(main_copy[0]) in notice and "(not in the new queue)" in notice
+    if case == "damaged pages":
+        assert re.search(r"\d+ open job\(s\)", notice)
+
+
+def test_a_journal_interrupted_mid_write_is_sound_and_keeps_every_job(tmp_path):
+    """kill -9 leaves the write-ahead log beside the journal: that is not damage."""
+    live = tmp_path / "live" / "journal.sqlite"
+    live.parent.mkdir()
+    j = Journal(live)
+    ids = [j.add(job(f"j{k}"), PRIORITY_OSC)[0] for k in range(20)]
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal"):  # copied while the connection is open, as a crash leaves them
+        shutil.copyfile(str(live) + suffix, str(crashed / "journal.sqlite") + suffix)
+    j.close()
+    assert Path(str(crashed / "journal.sqlite") + "-wal").stat().st_size > 0
+    journal, notice = open_journal(crashed / "journal.sqlite")
+    try:
+        assert notice is None and [e.id for e in journal.entries()] == ids
+    finally:
+        journal.close()
+
+
+def test_another_programs_database_is_not_taken_for_a_journal(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA application_id = 1234")
+    db.execute("CREATE TABLE notes (text)")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalDamaged, match="another program's SQLite database"):
+        open_journal(path)
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (text)")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalDamaged, match="no jobs table"):
+        open_journal(path)
+
+
+def test_a_journal_from_before_the_stamp_is_recognised_and_stamped(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    journal_with_open_jobs(path, queued=3, done=0)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA application_id = 0")  # as every journal before this change
+    db.commit()
+    db.close()
+    journal, notice = open_journal(path)
+    journal.close()
+    assert notice is None
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 3
+    db.close()
+
+
+def test_a_new_journal_is_created_whole(tmp_path, monkeypatch):
+    path = tmp_path / "state" / "journal.sqlite"
+    journal, notice = open_journal(path)
+    journal.close()
+    assert notice is None and path.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert journal_problem(path) is None
+    # a crash while creating it leaves no journal at all (never an empty one that would be refused)
+    other = tmp_path / "other" / "journal.sqlite"
+
+    def crash(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal_module.os, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        open_journal(other)
+    monkeypatch.undo()
+    assert not other.exists()
+    journal, _ = open_journal(other)
+    journal.close()
+
+
+def test_a_stray_write_ahead_log_without_its_journal_is_damage(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    Path(str(path) + "-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(60))
+    with pytest.raises(JournalDamaged, match="journal is missing but journal.sqlite-wal is still there"):
+        open_journal(path)
+
+
+def test_the_daemon_setting_for_a_damaged_journal(tmp_path):
+    assert load_config(None, {}).damaged_journal == "refuse"
+    cfg = tmp_path / "host.toml"
+    cfg.write_text('damaged_journal = "start-fresh"\n')
+    assert load_config(cfg, {}).damaged_journal == "start-fresh"
+    cfg.write_text('damaged_journal = "ignore"\n')
+    with pytest.raises(InputError, match="damaged_journal"):
+        load_config(cfg, {})
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all, just text\n" * 10])
+def test_status_on_a_damaged_journal_says_so_in_one_line(tmp_path, capsys, content):
+    from host.cli import main
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "journal.sqlite").write_bytes(content)
+    assert main(["status", "--state-dir", str(state)]) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: journal ") and "Traceback" not in out + err
+    assert (state / "journal.sqlite").read_bytes() == content  # status never changes the journal

@@ -89,7 +89,7 @@ def test_requests_that_cannot_be_satisfied_are_refused_at_once(tmp_path):
             (("/audiohost/inpaint", "proj", "stems/short.wav", 2.0, 2.5), "outside the file"),
             (("/audiohost/inpaint", "proj", "stems/long.wav", 1.0, 6.0), "at most 4.12 s can be filled"),
             (("/audiohost/restyle", "proj", "stems/notes.wav", "a radio"), "not a readable audio file"),
-            (("/audiohost/restyle", "proj", "stems/short.wav", "a radio", 0.5, 0.5, 0.8), "outside the file"),
+            (("/audiohost/restyle", "proj", "stems/short.wav", "a radio", 0.5, 0.5, 0.8), "ends past the end of"),
             (("/audiohost/foley", "proj", "quik", 1.0), "did you mean 'quick'?"),
         ]
         for args, reason in cases:

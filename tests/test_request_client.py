@@ -220,7 +220,7 @@ def test_a_failed_job_exits_1_naming_the_file(daemon, tmp_path):
     out, err = client.communicate(timeout=240)
     assert client.returncode == 1, err
     data = json.loads(out.strip().splitlines()[-1])
-    assert data["state"] == "failed" and "vanishing.wav" in data["error"] and "not found" in data["error"]
+    assert data["state"] == "failed" and "vanishing.wav" in data["error"] and "not there any more" in data["error"]
     assert job_state(daemon, data["job"]) == "failed"
 
 

@@ -14,6 +14,7 @@ Layout::
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,23 @@ def load_project(root: Union[Path, str]) -> Project:
     return Project(root=resolved, settings=settings)
 
 
+def check_renders(project: Project) -> None:
+    """InputError unless ``renders/`` (and its kind folders) are real folders inside the project,
+    or not there yet. The host writes and cleans up only there, so a renders/ that is a symlink
+    or lies elsewhere would have it write, and delete leftovers, wherever that points."""
+    renders = project.renders_dir
+    for folder in (renders, *(renders / kind for kind in ("foley", "restyle", "inpaint"))):
+        if folder.is_symlink():
+            raise InputError(
+                display_path(folder),
+                f"is a symlink (to {os.readlink(folder)}); the host writes only into a real folder inside the project, so it will not serve this project",
+            )
+        if folder.exists() and not folder.is_dir():
+            raise InputError(display_path(folder), "is a file; the host needs a folder here to write takes into")
+    if renders.exists() and renders.resolve().parent != project.root:
+        raise InputError(display_path(renders), "lies outside the project; the host will not serve this project")
+
+
 def delivery_problem(overrides: DeliveryOverrides, base: Delivery) -> Optional[str]:
     """Why a preset's delivery overrides cannot apply on top of ``base``, or None."""
     try:
@@ -326,6 +344,7 @@ __all__ = [
     "DEFAULT_PRESET_NAME",
     "Project",
     "ProjectSettings",
+    "check_renders",
     "load_cues",
     "load_project",
     "delivery_problem",

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +53,9 @@ class DaemonConfig(BaseModel):
     settle_seconds: float = Field(1.0, ge=0.05, le=60, description="a dropped file must hold still this long")
     polling: bool = Field(False, description="poll the folders (network shares) instead of OS events")
     progress_per_second: float = Field(4.0, gt=0, le=50)
+    damaged_journal: Literal["refuse", "start-fresh"] = Field(
+        "refuse", description="a damaged journal: refuse to start (default) or move it aside and start an empty queue"
+    )
 
     @field_validator("allow")
     @classmethod

@@ -1,12 +1,15 @@
 """``audiohost serve``: wire the doors (OSC, watched folders) to the journal and the worker.
 
-Start-up order: settings, journal (re-queue what a crash left running), leftover temporaries
-removed from renders/, the OSC door opens at once (ping answers while the model loads), the
-worker loads the model, waiting work is picked up, folders are watched.
+Start-up order: settings, the state directory's lock (one daemon per journal), the journal
+checked and opened (re-queue what a crash left running), each project's renders/ checked and
+the project locked (one writer per project), leftover temporaries removed from renders/, the
+OSC door opens at once (ping answers while the model loads), the worker loads the model,
+waiting work is picked up, folders are watched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import signal
@@ -24,7 +27,8 @@ from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
 from host.errors import InputError
 from host.intake.osc import OscServer, RequestDispatcher
 from host.intake.watch import FolderWatch
-from host.jobs.journal import INTERRUPTED_TWICE, Journal
+from host.jobs.journal import INTERRUPTED_TWICE, JournalDamaged, open_journal
+from host.locks import lock_project, lock_state_dir
 from host.output.files import remove_partials
 from host.runner import Runner
 
@@ -45,6 +49,7 @@ def serve_from_args(args) -> int:
         "state_dir": str(args.state_dir) if args.state_dir else None,
         "batch_size": args.batch_size if args.batch_size != 8 else None,
         "threads": args.threads,
+        "damaged_journal": getattr(args, "damaged_journal", None),
     }
     config = load_config(args.config, overrides)
     return serve(config)
@@ -59,6 +64,7 @@ def _setup_logging(state_dir: Path) -> None:
         root.removeHandler(h)
     console = logging.StreamHandler()
     console.setFormatter(fmt)
+    console.addFilter(lambda record: getattr(record, "console", True))
     rotating = logging.handlers.RotatingFileHandler(state_dir / "audiohost.log", maxBytes=5_000_000, backupCount=3)
     rotating.setFormatter(fmt)
     root.addHandler(console)
@@ -69,10 +75,33 @@ def _setup_logging(state_dir: Path) -> None:
 
 def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
     _setup_logging(config.state_dir)
-    stop = stop or threading.Event()
-    journal = Journal(config.state_dir / "journal.sqlite")
+    with contextlib.ExitStack() as held:  # the locks: released when serving ends, however it ends
+        return _serve(config, stop or threading.Event(), held)
+
+
+def _refuse(err: Exception) -> int:
+    """Start-up stops here: one line, exit code 2 (a supervisor sees a failed start)."""
+    log.error("%s", err, extra={"console": False})  # into audiohost.log; the terminal gets the line below
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitStack) -> int:
+    # 1. the state directory's lock, before anything reads or changes the queue
+    try:
+        held.enter_context(lock_state_dir(config.state_dir))
+    except InputError as err:
+        return _refuse(err)
+
+    # 2. the journal, checked; then what a crash left running goes back in the queue
+    try:
+        journal, notice = open_journal(config.state_dir / "journal.sqlite", config.damaged_journal)
+    except JournalDamaged as err:
+        return _refuse(err)
+    if notice:
+        log.warning("%s", notice)
     announcer = Announcer(config.progress_per_second)
-    for sub_host, sub_port, expires in journal.subscriptions():
+    for sub_host, sub_port, expires in journal.subscriptions():  # subscriptions survive a restart
         announcer.subscribe(sub_host, sub_port, expires)
     recovered, poisoned = journal.recover()
     if recovered:
@@ -81,16 +110,18 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         log.error("job %d failed: %s", job_id, INTERRUPTED_TWICE)
         announcer.failed(job_id, INTERRUPTED_TWICE, journal.waiters(job_id))
 
+    # 3. the projects: each one's renders/ must be its own, and each one locked for this daemon
     model_name = config.model
-    # the model named by the config, else the first project's, else the default
     try:
-        from host.config.project import load_project
+        from host.config.project import check_renders, load_project
 
         loaded = [load_project(p) for p in config.projects]
+        for project in loaded:
+            check_renders(project)
+            held.enter_context(lock_project(project.root, "audiohost serve"))
     except InputError as err:
-        log.error("%s", err)
-        print(f"error: {err}")
-        return 2
+        return _refuse(err)
+    # the model named by the config, else the first project's, else the default
     if model_name is None:
         model_name = next((p.settings.model for p in loaded if p.settings.model), None) or DEFAULT_MODEL
     try:
@@ -100,9 +131,10 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         return 2
 
     host = RenderHost(config, journal, announcer, model_id, revision)
+    host.held = held  # projects served on request are locked for this daemon too
     for project in loaded:
         host.add_project(project.root)
-        for leftover in remove_partials(project.renders_dir):
+        for leftover in remove_partials(project.renders_dir):  # under the project's lock: no live writer owns them
             log.info("removed an unfinished temporary file: %s", leftover)
 
     dispatcher = RequestDispatcher(host)
@@ -128,7 +160,7 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         host.window_seconds = model.window_seconds
         log.info("model %s ready on %s", model.id, model.device)
         return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds,
-                      max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index)
+                      max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index, roots=lambda: host.roots)
 
     exit_code = {"value": 0}
 

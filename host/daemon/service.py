@@ -60,6 +60,7 @@ class RenderHost:
         self.backlog: deque[Job] = deque()  # folder work that met a full queue, waiting for room
         self.intake = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiohost-intake")
         self.watch = None  # the folder watch, set by serve(); projects served on request join it
+        self.held = None  # serve()'s ExitStack of locks; projects served on request are locked into it
         self._reply_ports: OrderedDict[tuple[str, int], int] = OrderedDict()  # see reply_address
 
     # ---------------------------------------------------------------- projects and presets
@@ -446,6 +447,12 @@ class RenderHost:
             raise InputError(where, f"'{path}' is outside the project roots this host serves")
         from host.output.files import remove_partials
 
+        from host.config.project import check_renders, load_project
+        from host.locks import lock_project
+
+        check_renders(load_project(folder))
+        if self.held is not None:  # one writer per project: this daemon, from now on
+            self.held.enter_context(lock_project(folder.resolve(), "audiohost serve"))
         project = self.add_project(folder)
         for leftover in remove_partials(project.renders_dir):
             log.info("removed an unfinished temporary file: %s", leftover)

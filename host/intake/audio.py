@@ -1,17 +1,31 @@
-"""Reading a stem that arrived: any format libsndfile reads, any rate and channel count."""
+"""Reading a stem that arrived: any format libsndfile reads, any rate and channel count.
+
+``read_stem_confined`` is what a render uses: it confines the path again at the moment of use,
+reads the bytes once from one descriptor (never a FIFO, a folder or a device), hashes them and
+decodes them, and refuses a file whose container says it is not whole yet.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Optional
 
 import numpy as np
 import soundfile as sf
 
+from host.config.paths import open_confined
 from host.errors import InputError
+from host.intake.containers import INCOMPLETE, container_problem, frames_problem
 
 MAX_STEM_SECONDS = 600.0
 MAX_STEM_BYTES = 2 * 1024**3
+# containers whose header states the exact length (MP3 and Ogg lengths can be estimates)
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC", "CAF"})
 
 
 @dataclass(frozen=True)
@@ -27,34 +41,115 @@ class StemAudio:
 
 
 def read_stem(path: Path, max_seconds: float = MAX_STEM_SECONDS, max_bytes: int = MAX_STEM_BYTES) -> StemAudio:
-    """The stem's samples, or an InputError naming the file and why it cannot be used."""
+    """The stem's samples, or an InputError naming the file and why it cannot be used.
+    Opened without blocking (a FIFO is refused); no confinement: for paths the host chose."""
     path = Path(path)
     where = str(path)
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise InputError(where, "file not found") from None
     except OSError as err:
         raise InputError(where, f"cannot read: {err.strerror or err}") from None
-    if size > max_bytes:
-        raise InputError(where, f"file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     try:
-        info = sf.info(str(path))
-        if info.frames <= 0 or info.samplerate <= 0:
-            raise InputError(where, "holds no audio")
-        if info.frames / info.samplerate > max_seconds:
-            raise InputError(where, f"is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
-        data, rate = sf.read(str(path), dtype="float64", always_2d=True)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(where, "not a regular file; not read")
+        data = _read_all(fd, where, max_bytes)
+    finally:
+        os.close(fd)
+    return decode_stem(data, where, max_seconds)
+
+
+def read_stem_confined(
+    path: Path, roots: Iterable[Path], max_seconds: float = MAX_STEM_SECONDS, max_bytes: int = MAX_STEM_BYTES, where: Optional[str] = None
+) -> tuple[StemAudio, str]:
+    """Read a stem at the moment of use: (samples, hex SHA-256 of the bytes they came from).
+
+    The path is confined to ``roots`` again now, and opened so that only that regular file can be
+    read (a symlink swapped in since the request, a FIFO, a folder or a device is refused with
+    one line). The bytes are read once from that one descriptor: the hash and the samples are
+    of the same content, which must be a whole file (``host.intake.containers``)."""
+    where = where or str(path)
+    fd, _resolved = open_confined(path, roots, where)
+    try:
+        data = _read_all(fd, where, max_bytes)
+    finally:
+        os.close(fd)
+    stem = decode_stem(data, where, max_seconds)
+    return stem, hashlib.sha256(data).hexdigest()
+
+
+def _read_all(fd: int, where: str, max_bytes: int) -> bytes:
+    """Every byte of the open regular file, which must not change while it is read."""
+    before = os.fstat(fd)
+    if before.st_size > max_bytes:
+        raise InputError(where, f"file is {before.st_size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    buf = bytearray()
+    try:
+        while len(buf) <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+    except OSError as err:
+        raise InputError(where, f"cannot read: {err.strerror or err}") from None
+    if len(buf) > max_bytes:
+        raise InputError(where, f"grew past {max_bytes / 1e6:.0f} MB while being read; the limit is {max_bytes / 1e6:.0f} MB")
+    after = os.fstat(fd)
+    if len(buf) != after.st_size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise InputError(where, f"{INCOMPLETE}: it changed while being read")
+    return bytes(buf)
+
+
+def decode_stem(data: bytes, where: str, max_seconds: float = MAX_STEM_SECONDS) -> StemAudio:
+    """Samples from a whole audio file's bytes, exactly (float64), or an InputError."""
+    if not data:
+        raise InputError(where, "is empty (0 bytes)")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            frames, rate, subtype, fmt = f.frames, f.samplerate, f.subtype, f.format
+            if frames <= 0 or rate <= 0:
+                raise InputError(where, "holds no audio")
+            if frames / rate > max_seconds:
+                raise InputError(where, f"is {frames / rate:.1f} s long; the limit is {max_seconds:g} s")
+            problem = container_problem(data)
+            if problem:
+                raise InputError(where, problem)
+            try:
+                audio = f.read(dtype="float64", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as err:
+                decoded = _decodable_frames(data)
+                if decoded < frames:  # e.g. a FLAC that ends mid-frame
+                    raise InputError(where, f"{INCOMPLETE}: {decoded} of the {frames} frames its header declares decode") from None
+                raise err
     except InputError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "does not exist" in reason or "Format not recognised" in reason or "unknown format" in reason.lower():
+        if "does not exist" in reason or "Format not recognised" in reason or "unknown format" in reason.lower() or "<_io.BytesIO" in reason:
             reason = "format not recognised or the file is corrupt"  # libsndfile's wording misleads here
         raise InputError(where, f"not a readable audio file ({reason})") from None
-    if not np.all(np.isfinite(data)):
+    problem = frames_problem(frames, len(audio), fmt) if fmt in EXACT_LENGTH_FORMATS else None
+    if problem:
+        raise InputError(where, problem)
+    if not np.all(np.isfinite(audio)):
         raise InputError(where, "contains NaN or infinite samples")
-    return StemAudio(np.ascontiguousarray(data.T), int(rate), info.subtype, info.format)
+    return StemAudio(np.ascontiguousarray(audio.T), int(rate), subtype, fmt)
+
+
+def _decodable_frames(data: bytes, block: int = 1 << 15) -> int:
+    """How many frames decode before the stream breaks off."""
+    got = 0
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            while True:
+                chunk = f.read(block, dtype="float32", always_2d=True)
+                if not len(chunk):
+                    break
+                got += len(chunk)
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    return got
 
 
 def probe_stem(path: Path, max_seconds: float, where: str):

@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from host.config.paths import confine
 from host.config.presets import (
     Preset,
     _number,
@@ -208,10 +209,16 @@ def _read_sidecar(path: Path) -> Optional[StemSidecar]:
         raise validation_error(where, exc, known=SIDECAR_FIELDS) from None
 
 
+def _confined_to_project(project: Project, path: Path) -> None:
+    """A drop that is a symlink (or sits in a symlinked folder) must still lie in the project."""
+    confine(path, [project.root], display_path(path), base=Path.cwd(), what="the project (a symlink out of it is not followed)")
+
+
 def stem_from_path(project: Project, presets: dict[str, PresetEntry], path: Path) -> Stem:
     """Work out how to render one dropped file. Raises InputError."""
     path = Path(path)
     kind, folder = _place(project, path)
+    _confined_to_project(project, path)
     if not is_stem_file(path):
         if path.name.startswith(".") or path.name.lower().endswith(PARTIAL_SUFFIX):
             raise InputError(display_path(path), "hidden or still being copied (.partial); ignored")
@@ -267,25 +274,38 @@ def stem_from_path(project: Project, presets: dict[str, PresetEntry], path: Path
 
 def _files(folder: Path) -> list[Path]:
     try:
-        return [p for p in folder.iterdir() if p.is_file() and is_stem_file(p)]
+        return [p for p in folder.iterdir() if is_stem_file(p) and (p.is_file() or p.is_symlink())]
     except OSError:
         return []
 
 
+def _folder_inside(project: Project, folder: Path, errors: list[InputError]) -> bool:
+    """A drop folder may be a symlink, but not one that leads out of the project."""
+    if not folder.is_symlink():
+        return True
+    try:
+        _confined_to_project(project, folder)
+    except InputError as err:
+        errors.append(InputError(err.where + "/", "a symlinked folder that leads out of the project; not followed"))
+        return False
+    return True
+
+
 def scan_drops(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[Stem], list[InputError]]:
     """Every stem in restyle/, restyle/*/, inpaint/, inpaint/*/, sorted by path.
-    Stems that cannot be rendered are reported and left out."""
+    Stems that cannot be rendered are reported and left out; symlinks (stems or folders) that
+    lead out of the project are reported and not followed."""
     found: list[Path] = []
+    errors: list[InputError] = []
     for kind in DROP_KINDS:
         top = project.root / kind
-        if not top.is_dir():
+        if not top.is_dir() or not _folder_inside(project, top, errors):
             continue
         found += _files(top)
-        for sub in top.iterdir():
-            if sub.is_dir() and not sub.name.startswith("."):
+        for sub in sorted(top.iterdir()):
+            if sub.is_dir() and not sub.name.startswith(".") and _folder_inside(project, sub, errors):
                 found += _files(sub)
     stems: list[Stem] = []
-    errors: list[InputError] = []
     for path in sorted(found):
         try:
             stems.append(stem_from_path(project, presets, path))

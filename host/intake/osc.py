@@ -255,8 +255,12 @@ def serve(host, req: Request) -> None:
     """Serve a project folder (created inside a configured root if missing):
     ``/audiohost/serving <name> <folder> <tag>``."""
     (folder,), tag = parse_args(req, [("folder", STR)])
-    project = host.serve_project(folder, req.address)
-    host.reply(req, "/audiohost/serving", [project.name, str(project.root), tag])
+
+    def accept() -> None:  # creates folders, reads presets, takes a lock: not on the OSC thread
+        project = host.serve_project(folder, req.address)
+        host.reply(req, "/audiohost/serving", [project.name, str(project.root), tag])
+
+    host.defer(req, accept)
 
 
 HANDLERS: dict[str, Callable] = {

@@ -16,12 +16,16 @@ losing a progress figure in a crash costs nothing, losing an acknowledged job wo
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 from host.jobs.job import Job
 
@@ -71,6 +75,13 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     PRIMARY KEY (host, port)
 );
 """
+
+# Stamped into the SQLite header, so a journal is recognised as ours (and another program's
+# database, or a file that merely looks like SQLite, is not mistaken for an empty queue).
+APPLICATION_ID = 0x41484A4C  # "AHJL"
+SCHEMA_VERSION = 2  # 2: waiters, subscriptions, interrupted counts
+JOB_COLUMNS = frozenset({"id", "created", "updated", "priority", "state", "progress", "kind", "name", "job", "dedupe", "tag", "reply_to", "outputs", "error", "attempts"})
+SIDE_FILES = ("-wal", "-shm")
 
 
 @dataclass(frozen=True)
@@ -129,9 +140,15 @@ class Journal:
         self.unreadable: list[tuple[int, str]] = []  # (id, reason) of rows failed because they no longer read
 
     def _migrate(self) -> None:
+        """Bring a journal from an earlier version up to this schema, and stamp it as ours."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "interrupted" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0")
+        if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            # a new journal, or one from before the stamp: mark it as ours
+            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -378,3 +395,208 @@ class Journal:
 
 
 _COLUMNS = "id, state, progress, job, tag, reply_to, outputs, error, priority, created, attempts, interrupted"
+
+
+# ---------------------------------------------------------------- opening with a health check
+
+OnDamage = Literal["refuse", "start-fresh"]
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class JournalDamaged(Exception):
+    """The journal cannot be trusted; ``str(err)`` is the one line a user reads."""
+
+    def __init__(self, line: str, path: Path, reason: str, open_jobs: Optional[int], moved_to: Optional[Path] = None):
+        super().__init__(line)
+        self.path = path
+        self.reason = reason
+        self.open_jobs = open_jobs  # open jobs that could still be read from it; None: none could
+        self.moved_to = moved_to
+
+
+def journal_problem(path: Path) -> Optional[str]:
+    """Why the journal at ``path`` cannot be used, or None when it is sound (or absent).
+
+    A journal is created whole (see ``open_journal``), so an empty file, a file that is not
+    SQLite, one whose pages fail SQLite's quick check, another program's database or a
+    journal whose main file is gone but whose write-ahead log remains are all damage."""
+    path = Path(path)
+    if not path.exists():
+        stray = [path.name + s for s in SIDE_FILES if Path(str(path) + s).exists() and Path(str(path) + s).stat().st_size > 0]
+        return f"the journal is missing but {stray[0]} is still there" if stray else None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if len(head) == 0:
+        return "is empty (0 bytes)"
+    if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
+        return "is not an SQLite database"
+    try:
+        # read-only: checking never checkpoints the write-ahead log into a damaged file
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None, timeout=30)
+    except sqlite3.Error as err:
+        return f"cannot be opened ({_sqlite_reason(err)})"
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            first = str(rows[0][0]) if rows else "no answer"
+            return f"fails SQLite's quick check ({first[:120]})"
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    except sqlite3.Error as err:
+        return f"fails SQLite's quick check ({_sqlite_reason(err)})"
+    finally:
+        db.close()
+    if app_id not in (0, APPLICATION_ID):
+        return f"is another program's SQLite database (application id {app_id:#x}), not an audiohost journal"
+    if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
+        return f"was written by a newer audiohost (journal schema {version}; this one knows {SCHEMA_VERSION})"
+    if not JOB_COLUMNS <= columns:
+        return "is not an audiohost journal (it has no jobs table)" if not columns else "has a jobs table this audiohost does not recognise"
+    return None
+
+
+def readable_open_jobs(path: Path) -> Optional[int]:
+    """How many queued or running jobs can still be read from a damaged journal (from a copy,
+    so the damaged file is left exactly as it is); None when no job can be read at all."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="audiohost-journal-") as tmp:
+        copy = Path(tmp) / "journal.sqlite"
+        try:
+            shutil.copyfile(path, copy)
+            for suffix in SIDE_FILES[:1]:  # the write-ahead log holds committed jobs too
+                if Path(str(path) + suffix).exists():
+                    shutil.copyfile(str(path) + suffix, str(copy) + suffix)
+        except OSError:
+            return None
+        _fit_header_to_file(copy)
+        counts = [n for n in (_count_open(copy, ""), _count_open(copy, "INDEXED BY jobs_open")) if n is not None]
+        return max(counts) if counts else None
+
+
+def _count_open(path: Path, index: str) -> Optional[int]:
+    """Open jobs read by a scan of the table (or of its index, a separate b-tree that may have
+    survived), counting up to the first damaged page; None when nothing could be read."""
+    count, read_any = 0, False
+    db = None
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None)
+        for (state,) in db.execute(f"SELECT state FROM jobs {index}"):
+            read_any = True
+            count += state in OPEN_STATES
+    except sqlite3.Error:
+        pass
+    finally:
+        if db is not None:
+            db.close()
+    return count if read_any else None
+
+
+def _fit_header_to_file(path: Path) -> None:
+    """A journal cut short still claims its old page count, and SQLite then reads none of it:
+    in the copy, make the header's page count match the pages that are there."""
+    try:
+        with open(path, "r+b") as f:
+            head = f.read(100)
+            if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+                return
+            page = int.from_bytes(head[16:18], "big")
+            page = 65536 if page == 1 else page
+            pages = os.fstat(f.fileno()).st_size // page if page >= 512 else 0
+            if 0 < pages < int.from_bytes(head[28:32], "big"):
+                f.seek(28)
+                f.write(pages.to_bytes(4, "big"))
+    except OSError:
+        pass
+
+
+def open_journal(path: Path, on_damage: OnDamage = "refuse") -> tuple[Journal, Optional[str]]:
+    """The journal at ``path``, checked first. Returns (journal, notice): ``notice`` is the one
+    line to log when a damaged journal was moved aside and a fresh one started.
+
+    Damaged and ``on_damage="refuse"``: raises JournalDamaged and leaves the file where it is
+    (every later start refuses too, until it is repaired or moved). ``"start-fresh"``: the
+    damaged file (with its -wal and -shm) moves to ``journal.sqlite.damaged-<UTC time>`` and
+    an empty journal takes its place. Call with the state directory's lock held."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problem = journal_problem(path)
+    notice = None
+    if problem is not None:
+        open_jobs = readable_open_jobs(path) if path.exists() else None
+        lost = _lost_words(open_jobs)
+        if on_damage != "start-fresh":
+            raise JournalDamaged(
+                f"journal {path} {problem}; {lost}; it was left in place: repair or move it, or set "
+                f'damaged_journal = "start-fresh" to move it aside and start with an empty queue',
+                path, problem, open_jobs,
+            )
+        moved_to = _move_aside(path)
+        notice = f"journal {path} {problem}; moved it to {moved_to} and started an empty queue; {lost} (not in the new queue)"
+    if not path.exists():
+        _create(path)
+    return Journal(path), notice
+
+
+def _lost_words(open_jobs: Optional[int]) -> str:
+    if open_jobs is None:
+        return "no job could be read from it"
+    return f"{open_jobs} open job(s) (queued or running) can still be read from it"
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while any(Path(str(target) + s).exists() for s in ("", *SIDE_FILES)):
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    for suffix in ("", *SIDE_FILES):  # the main file first: a crash midway leaves no stray log beside a journal
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.rename(src, Path(str(target) + suffix))
+    _fsync_dir(path.parent)
+    return target
+
+
+def _create(path: Path) -> None:
+    """A new, empty journal, created whole: built beside ``path`` and renamed into place, so a
+    journal file that exists always has its header (an empty one is damage, never "new")."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    try:
+        Journal(tmp).close()  # the last connection's close folds the log into the file
+        for suffix in SIDE_FILES:
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if path.exists():  # the state directory's lock makes this a formality
+            raise FileExistsError(f"{path} appeared while a new journal was being created")
+        os.rename(tmp, path)
+    finally:
+        for suffix in ("", *SIDE_FILES):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sqlite_reason(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:120]

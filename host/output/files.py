@@ -2,16 +2,30 @@
 
 A reader (the DAW, a sync client) therefore sees either no file or the complete file, an existing
 file is never overwritten, and a crash leaves at most ``.<name>.<random>.partial`` temp files,
-which ``remove_partials`` clears at start-up.
+which ``remove_partials`` clears at start-up (under the project's lock).
+
+Filesystems without hard links (FAT and exFAT session drives, many SMB shares) publish with a
+rename that refuses to replace instead: ``renameat2(RENAME_NOREPLACE)`` on Linux,
+``renamex_np(RENAME_EXCL)`` on macOS, a plain rename on Windows (which never replaces). Where
+even that is missing (FUSE filesystems), the last resort is an existence check and a rename:
+safe because only the holder of the project's lock writes into its renders/ (see
+``host.locks``), though not against a foreign program creating the same name in that instant.
+Every method shows the file whole or not at all.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
+import stat
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +37,19 @@ import soundfile as sf
 from host.output.metadata import Carried, TakeMetadata, flac_tags, take_chunks, write_flac_tags
 from host.output.riff import Chunk, container_for, write_wav
 
+log = logging.getLogger(__name__)
+
 PARTIAL_SUFFIX = ".partial"
 SPOOL_BYTES = 64 << 20  # audio up to this size is embedded in memory, larger on a temp disk file
+_TOKEN_HEX = 12  # secrets.token_hex(6)
+# exactly the temp files _publish makes: .<name>.<12 hex digits>.partial
+PARTIAL_NAME = re.compile(r"\..+\.[0-9a-f]{%d}%s" % (_TOKEN_HEX, re.escape(PARTIAL_SUFFIX)))
+
+# os.link fails with these where the filesystem has no hard links (vfat/exFAT on Linux: EPERM;
+# macOS msdos/smbfs: ENOTSUP; SMB servers: EOPNOTSUPP or EACCES; some FUSE: ENOSYS).
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
+# a no-replace rename is not offered by this filesystem or kernel
+_NO_RENAME_FLAG = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 _SUBTYPES = {
     "wav": {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"},
@@ -162,47 +187,150 @@ def write_json_new(path: Path, data: dict) -> None:
 
 
 def remove_partials(root: Path) -> list[Path]:
-    """Delete every ``*.partial`` file under ``root`` (recursively, not following symlinks); return them."""
+    """Delete the temp files a crashed writer left under ``root``; return them.
+
+    Only regular files named as ``_publish`` names them (``.<name>.<12 hex>.partial``) go;
+    symlinks are neither followed nor removed, and a ``root`` that is itself a symlink is not
+    entered. Call it only while holding the project's lock: then no live writer owns them."""
+    root = Path(root)
+    if root.is_symlink() or not root.is_dir():
+        return []
     removed = []
     for dirpath, _dirs, names in os.walk(root, followlinks=False):
         for name in names:
-            if name.endswith(PARTIAL_SUFFIX):
-                target = Path(dirpath) / name
-                try:
-                    target.unlink()
-                except FileNotFoundError:  # another process cleaned it first
+            if not PARTIAL_NAME.fullmatch(name):
+                continue
+            target = Path(dirpath) / name
+            try:
+                if not stat.S_ISREG(os.lstat(target).st_mode):
                     continue
-                removed.append(target)
+                target.unlink()
+            except FileNotFoundError:  # gone already
+                continue
+            removed.append(target)
     return sorted(removed)
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex SHA-256 of a regular file, read in 1 MiB chunks. Opened without blocking, so a FIFO
+    in its place raises OSError at once instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def _publish(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, hard-link into place."""
+    """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, put it in place
+    without ever replacing a file (``place_new``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(path):  # fail before doing the work; os.link below is the real guard
+    if os.path.lexists(path):  # fail before doing the work; place_new below is the real guard
         raise FileExistsError(f"refusing to overwrite {path}")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_HEX // 2)}{PARTIAL_SUFFIX}")
     try:
         with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)  # atomic, and raises FileExistsError instead of replacing
+        place_new(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def place_new(tmp: Path, path: Path) -> str:
+    """Make the whole file ``tmp`` appear at ``path``, never replacing what is there (raises
+    FileExistsError). Returns the method used: "link", "rename-noreplace" or "checked-rename".
+    After "link" ``tmp`` still exists (the caller removes it); after a rename it is gone."""
+    try:
+        os.link(tmp, path)  # atomic, and raises FileExistsError instead of replacing
+        return "link"
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+    if _rename_noreplace(tmp, path):  # FileExistsError, or the directory's own refusal, pass through
+        return "rename-noreplace"
+    # Last resort, for filesystems with neither hard links nor a no-replace rename: only the
+    # project's lock holder publishes here, so check-then-rename cannot race another audiohost.
+    _warn_once(path.parent)
+    if os.path.lexists(path):
+        raise FileExistsError(f"refusing to overwrite {path}")
+    os.rename(tmp, path)
+    return "checked-rename"
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """Rename that fails with FileExistsError rather than replace. False when the platform or
+    filesystem offers no such rename; other OSErrors pass through."""
+    if os.name == "nt":  # pragma: no cover - Windows' rename never replaces an existing file
+        os.rename(src, dst)
+        return True
+    call = _noreplace_call()
+    if call is None:
+        return False
+    if call(os.fsencode(src), os.fsencode(dst)) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise FileExistsError(code, f"refusing to overwrite {dst}", str(dst))
+    if code in _NO_RENAME_FLAG:
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_RENAME_EXCL = 0x4  # macOS sys/stdio.h
+_SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "arm64": 276}
+
+
+def _noreplace_call():
+    """(src, dst) -> 0 or -1 with errno set, or None on platforms without a no-replace rename."""
+    global _NOREPLACE
+    if _NOREPLACE is not False:
+        return _NOREPLACE
+    call = None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            if hasattr(libc, "renameat2"):  # glibc 2.28+
+                fn = libc.renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                call = lambda a, b: fn(_AT_FDCWD, a, _AT_FDCWD, b, _RENAME_NOREPLACE)  # noqa: E731
+            elif os.uname().machine in _SYS_RENAMEAT2:
+                fn = libc.syscall
+                number = _SYS_RENAMEAT2[os.uname().machine]
+                call = lambda a, b: fn(ctypes.c_long(number), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(a), ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(b), ctypes.c_uint(_RENAME_NOREPLACE))  # noqa: E731
+        elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # macOS 10.12+
+            fn = libc.renamex_np
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+            call = lambda a, b: fn(a, b, _RENAME_EXCL)  # noqa: E731
+    except OSError:
+        call = None
+    _NOREPLACE = call
+    return call
+
+
+_NOREPLACE: Any = False  # not looked up yet
+_warned: set[Path] = set()
+
+
+def _warn_once(folder: Path) -> None:
+    if folder not in _warned:
+        _warned.add(folder)
+        log.warning("%s: this filesystem has neither hard links nor a no-replace rename; publishing by checked rename under the project lock", folder)
 
 
 def _fsync_dir(directory: Path) -> None:

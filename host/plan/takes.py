@@ -12,16 +12,15 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Hashable, Optional
+from typing import Callable, Hashable, Optional, Sequence
 
 import numpy as np
 
 from host import mel
 from host.engine import gaps as gapmath
 from host.errors import InputError
-from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem
+from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem_confined
 from host.jobs.job import Job
-from host.output.files import file_sha256
 from host.output.takes import Take, TakeIndex, read_sidecar, take_folder
 from host.render.backend import ModelInfo, RenderWork
 
@@ -33,6 +32,7 @@ MIN_CONTEXT_SECONDS = 0.5
 class Limits:
     max_stem_seconds: float = MAX_STEM_SECONDS
     max_stem_bytes: int = MAX_STEM_BYTES
+    roots: Optional[Callable[[], Sequence[Path]]] = None  # where stems may be read from, now; None: the job's project
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False,
     if job.kind != "foley":
         if not job.input:
             raise InputError(job.name, f"a {job.kind} job needs an input stem")
-        stem, source = read_input(job.input, limits)
+        roots = limits.roots() if limits.roots is not None else (Path(job.project),)
+        stem, source = read_input(job.input, roots, limits)
         if job.region is not None:
             stem = cut_region(stem, job.region, f"{job.input} region")
     key = job.key(info.id, info.revision, source.sha256 if source else None)
@@ -121,15 +122,16 @@ def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
 
 
 # ---------------------------------------------------------------------- the input
-def read_input(path: str, limits: Limits) -> tuple[StemAudio, InputSnapshot]:
-    """The stem's samples and a snapshot of its content and identity, from one read."""
-    before = _file_signature(path)
-    stem = read_stem(Path(path), limits.max_stem_seconds, limits.max_stem_bytes)
-    digest = file_sha256(Path(path))
-    after = _file_signature(path)
-    if before is None or before != after:
-        raise InputError(path, "changed while it was being read (still being written?)")
-    return stem, InputSnapshot(path, digest, after)
+def read_input(path: str, roots, limits: Limits) -> tuple[StemAudio, InputSnapshot]:
+    """The stem's samples and a snapshot of its content and identity, from one read of one open
+    file, confined to ``roots`` at this moment (a symlink swapped in since the request is refused)."""
+    # taken before the read: if the file is swapped in between, the snapshot no longer matches
+    # when the take is published, and the job renders again from what is there then
+    signature = _file_signature(path)
+    stem, digest = read_stem_confined(Path(path), roots, limits.max_stem_seconds, limits.max_stem_bytes)
+    if signature is None:
+        raise InputError(path, "file not found")
+    return stem, InputSnapshot(path, digest, signature)
 
 
 def inpaint_gaps(job: Job, stem: StemAudio, info: ModelInfo) -> tuple[tuple[gapmath.Gap, ...], tuple[tuple[float, float], ...]]:
