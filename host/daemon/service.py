@@ -24,7 +24,7 @@ from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, lo
 from host.daemon.announce import Announcer, done_fits
 from host.daemon.config import DaemonConfig
 from host.errors import InputError
-from host.intake.audio import probe_stem
+from host.intake.audio import inspect_stem
 from host.intake.drops import stem_from_path
 from host.intake.limits import MAX_REPLY_BYTES
 from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
@@ -192,20 +192,21 @@ class RenderHost:
         return self.accept_input(job, where)
 
     def accept_input(self, job: Job, where: str) -> Job:
-        """A job's stem checked now, so a request that cannot be satisfied is refused at once: it
-        reads as audio, is not too long, its gaps lie inside it (a region was checked on arrival); and its content hashed
-        once, the hash carried on the job from here on."""
+        """A job's stem checked now, so a request that cannot be satisfied is refused at once: a
+        regular file inside the roots, whole (not still being written), read as audio, not too
+        long, its gaps inside it (a region was checked on arrival); its content hashed once, the
+        hash carried on the job from here on."""
         if not job.input:
             return job
-        info = probe_stem(Path(job.input), self.config.max_stem_seconds, where)
-        seconds = info.frames / info.samplerate
+        check = inspect_stem(Path(job.input), self.roots, self.config.max_stem_seconds, int(self.config.max_stem_mb * 1e6), where)
+        seconds = check.seconds
         if job.gaps:
             for start, end in job.gaps:
                 if end > seconds + 1e-9:
                     raise InputError(where, f"gap {start:g}-{end:g} s lies outside the file (0-{seconds:.3f} s)")
                 if self.window_seconds and end - start > self.window_seconds - 1.0:
                     raise InputError(where, f"gap {start:g}-{end:g} s is {end - start:.2f} s long; at most {self.window_seconds - 1.0:.2f} s can be filled")
-        return job.model_copy(update={"input_sha256": file_sha256(Path(job.input))})
+        return job.model_copy(update={"input_sha256": check.sha256})
 
     def submit_request(self, job: Job, req, tag: str) -> int:
         check_done_reply(job, req.address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import stat
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from host.intake.containers import INCOMPLETE, container_problem, frames_problem
 MAX_STEM_SECONDS = 600.0
 MAX_STEM_BYTES = 2 * 1024**3
 # containers whose header states the exact length (MP3 and Ogg lengths can be estimates)
+MIN_STEM_RATE = 4000  # below this no stem is rendered (a 1 Hz WAV is refused in one line)
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC", "CAF"})
 
 
@@ -110,6 +112,8 @@ def decode_stem(data: bytes, where: str, max_seconds: float = MAX_STEM_SECONDS) 
             frames, rate, subtype, fmt = f.frames, f.samplerate, f.subtype, f.format
             if frames <= 0 or rate <= 0:
                 raise InputError(where, "holds no audio")
+            if rate < MIN_STEM_RATE:
+                raise InputError(where, f"is at {rate} Hz; the host renders stems of {MIN_STEM_RATE} Hz and up")
             if frames / rate > max_seconds:
                 raise InputError(where, f"is {frames / rate:.1f} s long; the limit is {max_seconds:g} s")
             problem = container_problem(data)
@@ -152,18 +156,81 @@ def _decodable_frames(data: bytes, block: int = 1 << 15) -> int:
     return got
 
 
-def probe_stem(path: Path, max_seconds: float, where: str):
-    """The stem's header (libsndfile's info), checked: it reads as audio, holds some, and is not
-    longer than ``max_seconds``. Cheap: no samples are decoded. Raises InputError naming ``where``."""
+@dataclass(frozen=True)
+class StemCheck:
+    """What accepting a stem learnt about it, without decoding its samples."""
+
+    sha256: str
+    frames: int
+    rate: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+
+def inspect_stem(path: Path, roots: Iterable[Path], max_seconds: float, max_bytes: int, where: str) -> StemCheck:
+    """A stem checked when a request names it (or it settles in a drop folder), so that what
+    cannot be rendered is refused at once: a regular file inside ``roots``, not over the limits,
+    a container that reads as audio and agrees with the file's length (not half-written), and
+    its content hashed. The file is mapped, not copied, and its samples are not decoded.
+    Raises InputError naming ``where``."""
+    fd, _ = open_confined(path, roots, where)
+    name = f"'{Path(path).name}'"
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
-        raise InputError(where, f"'{path}' is not a readable audio file (format not recognised or the file is corrupt)") from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise InputError(where, f"'{path}' holds no audio")
-    if info.frames / info.samplerate > max_seconds:
-        raise InputError(where, f"'{path}' is {info.frames / info.samplerate:.1f} s long; the limit is {max_seconds:g} s")
-    return info
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise InputError(where, f"{name} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        if size == 0:
+            raise InputError(where, f"{name} is empty (0 bytes)")
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+            problem = container_problem(data)
+            if problem:
+                raise InputError(where, f"{name} is {problem}")
+            digest = hashlib.sha256()
+            for start in range(0, size, 1 << 22):
+                digest.update(data[start : start + (1 << 22)])
+            try:
+                with sf.SoundFile(_MapFile(data)) as f:
+                    frames, rate = f.frames, f.samplerate
+            except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
+                raise InputError(where, f"{name} is not a readable audio file (format not recognised or the file is corrupt)") from None
+    finally:
+        os.close(fd)
+    if frames <= 0 or rate <= 0:
+        raise InputError(where, f"{name} holds no audio")
+    if rate < MIN_STEM_RATE:
+        raise InputError(where, f"{name} is at {rate} Hz; the host renders stems of {MIN_STEM_RATE} Hz and up")
+    if frames / rate > max_seconds:
+        raise InputError(where, f"{name} is {frames / rate:.1f} s long; the limit is {max_seconds:g} s")
+    return StemCheck(digest.hexdigest(), int(frames), int(rate))
+
+
+class _MapFile(io.RawIOBase):
+    """A read-only file object over a memory map, for libsndfile's virtual I/O."""
+
+    def __init__(self, data):
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        chunk = self._data[self._pos : self._pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
 
 
 # ---------------------------------------------------------------------- a region of a stem
