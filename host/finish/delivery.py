@@ -291,12 +291,12 @@ def _k_weighting(rate: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _k_decay(rate: int) -> int:
-    """Samples after which the K-weighting's response to anything has died away (below 1e-7)."""
+    """Samples after which the K-weighting's response to anything has died away (below 1e-6 of its peak)."""
     n = rate  # one second is far more than enough: the slowest pole is the 38 Hz high-pass
     impulse = np.zeros(n)
     impulse[0] = 1.0
     h = np.abs(sosfilt(_k_weighting(rate), impulse))
-    alive = np.flatnonzero(h > 1e-7 * h.max())
+    alive = np.flatnonzero(h > 1e-6 * h.max())
     return int(alive[-1]) + 1
 
 
@@ -307,25 +307,26 @@ class _Envelope:
     """Per sample: the largest |value| over channels and the 4x-oversampled points next to it.
 
     The points between samples m and m+1 count for both (those just outside the signal, from
-    the zeros around it, count too). ``env`` starts as the sample peak and is made exact a block
-    at a time where it can matter: no point exceeds the phases' largest L1 norm (2.02) times the
-    largest |sample| it is made from, so a block whose neighbourhood peaks more than 6 dB under
-    a level cannot reach it. After ``cover(level)`` every sample whose envelope exceeds
-    ``level`` holds its exact value and every other sample a value <= ``level``.
+    the zeros around it, count too). ``env`` is filled in exactly a block at a time where it can
+    matter: no point exceeds the phases' largest L1 norm (2.02) times the largest |sample| it is
+    made from, so a block whose neighbourhood peaks more than 6 dB under a level cannot reach
+    it. After ``cover(level)`` every sample whose envelope exceeds ``level`` holds its exact
+    value and every other sample a value <= ``level`` (its own, or 0).
     """
 
     BLOCK = 2048  # samples; a block's points read at most 6 samples of each neighbour
 
     def __init__(self, x: np.ndarray):
         self.x, self.n = x, x.shape[1]
-        self.env = np.zeros(self.n, np.float32)
-        for channel in x:
-            np.maximum(self.env, np.abs(channel), out=self.env)
+        self.env = np.zeros(self.n, np.float32)  # filled in a block at a time by cover()
         blocks, whole = -(-self.n // self.BLOCK), self.n // self.BLOCK
-        tops = np.zeros(blocks + 2, np.float32)  # with an empty block either side
-        tops[1:whole + 1] = self.env[:whole * self.BLOCK].reshape(whole, self.BLOCK).max(axis=1)
+        tops = np.zeros(blocks + 2, np.float32)  # per block, largest |sample|; an empty block either side
+        if whole:
+            part = x[:, :whole * self.BLOCK].reshape(x.shape[0], whole, self.BLOCK)
+            tops[1:whole + 1] = np.maximum(part.max(axis=(0, 2)), -part.min(axis=(0, 2)))
         if blocks > whole:
-            tops[blocks] = self.env[whole * self.BLOCK:].max()
+            tops[blocks] = np.abs(x[:, whole * self.BLOCK:]).max()
+        self.sample_peak = float(tops.max())
         self.bound = np.maximum(np.maximum(tops[:-2], tops[1:-1]), tops[2:]) * np.float32(_TP_L1 * (1 + _HEADROOM))
         self.done = np.zeros(blocks, bool)
 
@@ -335,9 +336,10 @@ class _Envelope:
         todo = todo[~self.done[todo]]
         first, last = _runs(todo, 1)
         starts, stops = first * self.BLOCK, np.minimum((last + 1) * self.BLOCK, self.n)
-        for m0, m1, points in _window_peaks(self.x, starts - 1, stops):  # the windows before and in each run
+        for m0, m1, points, samples in _window_peaks(self.x, starts - 1, stops):  # the windows before and in each run
             a = max(m0, 0)  # window m's points count for sample m ...
             np.maximum(self.env[a:m1], points[a - m0:], out=self.env[a:m1])
+            np.maximum(self.env[a:m1], samples[a - m0:], out=self.env[a:m1])
             b = min(m1 + 1, self.n)  # ... and for sample m + 1
             np.maximum(self.env[m0 + 1:b], points[:b - m0 - 1], out=self.env[m0 + 1:b])
         self.done[todo] = True
@@ -361,14 +363,14 @@ class _Envelope:
         if self.n == 0:
             return 0.0
         self.cover(float(self.bound.max()) * 0.999)  # the likeliest block first: it raises the level
-        self.cover(float(self.env.max()))
-        return float(self.env.max())
+        self.cover(max(float(self.env.max()), self.sample_peak))
+        return max(float(self.env.max()), self.sample_peak)
 
 
 def _window_peaks(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 1 << 13):
     """For the windows m in [lo[i], hi[i]): the largest |point| over channels between samples m and m+1.
 
-    Yields (first window, end window, values) a piece at a time. Window m reads x[m-5 .. m+6]
+    Yields (first window, end window, points, |x[m]| over channels) a piece at a time. Window m reads x[m-5 .. m+6]
     (zeros outside the signal). Pieces are packed side by side up to ``chunk`` windows; the 12
     shifted copies of a pack make one matrix product with the 4 phases, and the windows that
     straddle two pieces are dropped.
@@ -403,9 +405,10 @@ def _window_pack(x: np.ndarray, pack: list[tuple[int, int]]):
     points = _TP_WINDOW.T @ rows.reshape(_TP_TAPS, channels * windows)
     np.abs(points, out=points)
     values = points.reshape(OVERSAMPLE * channels, windows).max(axis=0)
+    centre = np.abs(rows[5], out=rows[5]).max(axis=0)  # row 5 of window m is x[m]
     at = 0
     for a, b in pack:
-        yield a, b, values[at:at + b - a]
+        yield a, b, values[at:at + b - a], centre[at:at + b - a]
         at += b - a + reach
 
 
@@ -571,9 +574,7 @@ class _Limiter:
         # A changed sample s is read by windows s-6 .. s+5, whose points count for samples
         # s-6 .. s+6: measure 8 windows and samples either side of every changed stretch ...
         lo, hi = np.maximum(take.changed.lo - 8, -1), np.minimum(take.changed.hi + 8, self.n)
-        inside = max(float(points.max()) for _, _, points in _window_peaks(out, lo, hi))
-        for a, b in zip(np.maximum(lo, 0).tolist(), hi.tolist()):
-            inside = max(inside, float(out[:, a:b].max()), -float(out[:, a:b].min()))
+        inside = max(max(float(points.max()), float(samples.max())) for _, _, points, samples in _window_peaks(out, lo, hi))
         # ... elsewhere the output is the input times g, and so is its envelope (exact above `inside`).
         self.peaks.cover(inside / g)
         env = self.peaks.env
