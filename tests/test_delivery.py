@@ -314,6 +314,19 @@ def test_finish_keeps_every_delivery_guarantee(kind, channels, rate, target, cei
     assert report["loudness_in"] == pytest.approx(pyloudnorm_looped(x, rate), abs=0.01)
 
 
+@pytest.mark.parametrize("source_rate, seconds", [(16000, 3.0), (16000, 0.25), (96000, 0.3)])
+def test_rate_conversion_and_short_one_shots_keep_the_guarantees(source_rate, seconds):
+    # as the runner uses it: the model's rate in, the project's out; a one-shot shorter than a
+    # block is measured looped, and the limiter's loudness is then measured on its output
+    x = material("steps", 1, source_rate, seconds)
+    out, rate, report = finish(x, source_rate, Delivery(sample_rate=48000, loudness=-16.0, true_peak=-1.0))
+    assert rate == 48000 and out.shape == (1, round(x.shape[1] * 48000 / source_rate))
+    assert report["limited"] is True
+    assert pyloudnorm_looped(out, rate) == pytest.approx(-16.0, abs=0.1)
+    assert report["loudness_out"] == pytest.approx(pyloudnorm_looped(out, rate), abs=0.01)
+    assert annex2_true_peak_db(out) <= -1.0 and np.abs(out).max() < 1.0
+
+
 def test_a_plain_gain_is_exactly_the_gain_that_hits_the_target():
     x = material("steps", 2, RATE)
     out, rate, report = finish(x, RATE, Delivery(loudness=-30.0, true_peak=-1.0))

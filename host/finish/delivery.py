@@ -125,7 +125,7 @@ def finish(audio: np.ndarray, rate: int, delivery: Delivery) -> tuple[np.ndarray
     ceiling = min(_db_to_gain(float(delivery.true_peak)), 1.0) * (1.0 - _HEADROOM)
 
     # 1. Rate (the input as it is when the rate is already right: nothing here writes to it).
-    x = resample(audio, rate, out_rate) if rate != out_rate else _as_float32(audio)
+    x = _as_float32(audio if rate == out_rate else resample(audio, rate, out_rate))
 
     # 2. Measure once: K-weighted hop energies and the true-peak envelope.
     meter = _Meter.of(x, out_rate)
@@ -285,8 +285,7 @@ def _gated(powers: np.ndarray) -> float | None:
 def _k_weighting(rate: int) -> np.ndarray:
     """The K-weighting filter as second-order sections, designed as pyloudnorm designs it."""
     stages = (IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"), IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"))
-    sos = np.array([np.concatenate(stage.generate_coefficients()) for stage in stages])
-    return sos
+    return np.array([np.concatenate(stage.generate_coefficients()) for stage in stages])
 
 
 @functools.lru_cache(maxsize=32)
@@ -321,10 +320,10 @@ class _Envelope:
         self.env = np.zeros(self.n, np.float32)  # filled in a block at a time by cover()
         blocks, whole = -(-self.n // self.BLOCK), self.n // self.BLOCK
         tops = np.zeros(blocks + 2, np.float32)  # per block, largest |sample|; an empty block either side
-        if whole:
+        if whole and x.shape[0]:
             part = x[:, :whole * self.BLOCK].reshape(x.shape[0], whole, self.BLOCK)
             tops[1:whole + 1] = np.maximum(part.max(axis=(0, 2)), -part.min(axis=(0, 2)))
-        if blocks > whole:
+        if blocks > whole and x.shape[0]:
             tops[blocks] = np.abs(x[:, whole * self.BLOCK:]).max()
         self.sample_peak = float(tops.max())
         self.bound = np.maximum(np.maximum(tops[:-2], tops[1:-1]), tops[2:]) * np.float32(_TP_L1 * (1 + _HEADROOM))
@@ -370,10 +369,10 @@ class _Envelope:
 def _window_peaks(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 1 << 13):
     """For the windows m in [lo[i], hi[i]): the largest |point| over channels between samples m and m+1.
 
-    Yields (first window, end window, points, |x[m]| over channels) a piece at a time. Window m reads x[m-5 .. m+6]
-    (zeros outside the signal). Pieces are packed side by side up to ``chunk`` windows; the 12
-    shifted copies of a pack make one matrix product with the 4 phases, and the windows that
-    straddle two pieces are dropped.
+    Yields (first window, end window, points, |x[m]| over channels) a piece at a time. Window m
+    reads x[m-5 .. m+6] (zeros outside the signal). Pieces are packed side by side up to
+    ``chunk`` windows; the 12 shifted copies of a pack make one matrix product with the 4
+    phases, and the windows that straddle two pieces are dropped.
     """
     pieces = [(a, min(a + chunk, b)) for a0, b in zip(np.asarray(lo).tolist(), np.asarray(hi).tolist())
               for a in range(a0, b, chunk)]
@@ -574,7 +573,7 @@ class _Limiter:
         # A changed sample s is read by windows s-6 .. s+5, whose points count for samples
         # s-6 .. s+6: measure 8 windows and samples either side of every changed stretch ...
         lo, hi = np.maximum(take.changed.lo - 8, -1), np.minimum(take.changed.hi + 8, self.n)
-        inside = max(max(float(points.max()), float(samples.max())) for _, _, points, samples in _window_peaks(out, lo, hi))
+        inside = max(max(float(p.max()), float(s.max())) for _, _, p, s in _window_peaks(out, lo, hi))
         # ... elsewhere the output is the input times g, and so is its envelope (exact above `inside`).
         self.peaks.cover(inside / g)
         env = self.peaks.env
@@ -611,7 +610,8 @@ class _Limiter:
         last = np.searchsorted(meter.bounds, support.hi - 1, side="right") - 1
         hop = _ranges(first, last + 1)
         owner = np.repeat(np.arange(support.lo.size), last - first + 1)
-        piece = support.at[owner] + np.maximum(meter.bounds[np.minimum(hop, len(meter.bounds) - 1)], support.lo[owner]) - support.lo[owner]
+        hop_start = meter.bounds[np.minimum(hop, len(meter.bounds) - 1)]
+        piece = support.at[owner] + np.maximum(hop_start, support.lo[owner]) - support.lo[owner]
         hops = meter.energy.shape[1]
         energy = meter.energy * (g * g)
         state = np.zeros((meter.sos.shape[0], self.x.shape[0], 2))
@@ -621,8 +621,8 @@ class _Limiter:
             i = int(np.searchsorted(changed_at + (changed.hi - changed.lo), start, side="right"))
             while i < changed_at.size and changed_at[i] < stop:
                 u, v = max(int(changed_at[i]), start), min(int(changed_at[i] + changed.hi[i] - changed.lo[i]), stop)
-                a, c = int(changed.lo[i]) + u - int(changed_at[i]), int(changed.at[i]) + u - int(changed_at[i])
-                change[:, u - start:v - start] = self.x[:, a:a + v - u] * (g * (take.curve[c:c + v - u] - 1))
+                a, k = int(changed.lo[i]) + u - int(changed_at[i]), int(changed.at[i]) + u - int(changed_at[i])
+                change[:, u - start:v - start] = self.x[:, a:a + v - u] * (g * (take.curve[k:k + v - u] - 1))
                 i += 1
             k_change, state = sosfilt(meter.sos, change, axis=-1, zi=state)
             k_change *= 2 * g * support.gather(meter.weighted, start, stop) + k_change
