@@ -187,7 +187,7 @@ def row_effects_delivery(seconds: float = 60.0, reps: int = 3) -> dict:
     return results
 
 
-def describe(kind: str, r: dict) -> str:
+def describe(r: dict) -> str:
     """One line of detail for a scene's result (used by run.py's table and by the standalone print)."""
     s = r["stages"]
     return (f"resample {s['resample']:.3f} s (CPU {s['resample_cpu']:.3f}), chain {s['chain']:.3f} s "
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     for kind, r in results.items():
         med, lo, hi = r["rtf"]
         print(f"  4{'a' if kind == 'plain' else 'b'} {kind:8s} {med:.0f}x real time ({lo:.0f}-{hi:.0f}, n={r['n']})")
-        print(f"     {describe(kind, r)}")
+        print(f"     {describe(r)}")
     return 0
 
 

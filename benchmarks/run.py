@@ -779,7 +779,7 @@ def main() -> int:
         for number, kind, case in (("4a", "plain", "a static gain suffices"), ("4b", "limited", "the limiter must engage")):
             rtf = H.Summary(*r4[kind]["rtf"], r4[kind]["n"])
             res.rows.append(Row(number, f"Effects + delivery real-time factor ({cfg.effects_seconds:g} s stereo, {case})",
-                                f"{rtf.fmt(0, 'x')} real time", row4.describe(kind, r4[kind]),
+                                f"{rtf.fmt(0, 'x')} real time", row4.describe(r4[kind]),
                                 ">= 150x", "PASS" if rtf.median >= 150 else "FAIL"))
 
         res.load.append(("profile", loadavg()))
