@@ -10,8 +10,9 @@ Audio is float32 ``(channels, samples)`` with an int sample rate, as everywhere 
   K-weighted output is the gained K-weighted input plus the K-weighted change, which is zero
   before a changed stretch and dies away soon after it, so only those hops are updated.
 * true peak: one pass of 4x oversampling with the BS.1770-4 annex 2 interpolator, a chunk at a
-  time (never the whole signal at 4x), giving each sample's envelope; it scales with a static
-  gain, and after limiting only the stretches the limiter changed are measured again.
+  time (never the whole signal at 4x) and only in blocks loud enough to matter, giving each
+  sample's envelope. It scales with a static gain; after limiting, only the stretches the
+  limiter changed are measured again.
 """
 
 from __future__ import annotations
