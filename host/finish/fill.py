@@ -22,20 +22,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
 
 from host.engine.gaps import CROSSFADE_SECONDS, SILENCE_DBFS, crossfade_spans, edge_correlations, splice
 from host.finish.chain import apply_chain
+from host.finish.delivery import peak_envelope
 
 EDGE_SECONDS = 0.25  # audio measured on each side of a gap
 MIN_EDGE_SECONDS = 0.01  # a side with less sound than this (after skipping silence) is not matched to
 MIN_FILL_SECONDS = 0.05  # the fill's level is measured over at least this much around the gap
 CEILING_MARGIN_DB = 0.1  # aim this far under the ceiling, as the delivery limiter does
 LIMIT_SECONDS = 0.005  # the ceiling's gain reduction falls and recovers over this long
-OVERSAMPLE = 4  # true peak as BS.1770-4 annex 2 (the delivery's meter)
 MAX_PUSH_DB = 6.0  # at most this much extra gain into the ceiling to make up the level it takes
 MAX_PUSHES = 3
-_CONTEXT = 32  # samples of context around a span for the oversampling filter
 
 
 def finish_fill(
@@ -221,16 +219,9 @@ def _shortfall(before: np.ndarray, after: np.ndarray, span: slice) -> float:
 
 
 def _peak_envelope(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Per sample of [lo, hi): the largest |value| over channels and the 4x-oversampled points on
-    either side of it, read with the signal around the span (not a cut-off copy) as context."""
-    if hi <= lo:
-        return np.zeros(0)
-    c0, c1 = max(0, lo - _CONTEXT), min(x.shape[-1], hi + _CONTEXT)
-    up = np.abs(resample_poly(np.asarray(x[:, c0:c1], dtype=np.float64), OVERSAMPLE, 1, axis=-1))
-    between = up.reshape(x.shape[0], c1 - c0, OVERSAMPLE).max(axis=(0, 2))  # points from k to k+1
-    env = np.maximum(np.abs(x[:, c0:c1]).max(axis=0), between)
-    env[1:] = np.maximum(env[1:], between[:-1])  # ... count against k+1 as well
-    return env[lo - c0 : hi - c0]
+    """Per sample of [lo, hi): the true-peak envelope, by the delivery meter (one meter for every
+    ceiling), read with the whole fill as context."""
+    return peak_envelope(x, lo, hi)
 
 
 def _db(x: np.ndarray) -> Optional[float]:
