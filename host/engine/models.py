@@ -188,7 +188,7 @@ def load_model(
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     folder, model_id = _locate(name)
     family = detect_family(folder, where=f"--model {model_id}")
-    with _quiet():
+    with quiet():
         parts = {sub: _load_part(folder, sub, family, dtype, model_id) for sub in PARTS[family]}
     scheduler_config = parts.pop("scheduler")
     model = Model(id=model_id, revision=_revision(folder), device=dev, dtype=dtype, family=family, scheduler_config=scheduler_config, **parts)
@@ -301,7 +301,7 @@ def _first_line(err: Exception) -> str:
 
 
 @contextmanager
-def _quiet():
+def quiet():
     """Deprecation notices and progress bars from diffusers and transformers are not the user's business."""
     from diffusers.utils import logging as dlogging
     from transformers.utils import logging as tlogging
@@ -369,7 +369,7 @@ def _locate(name: str, download: bool = True) -> tuple[Optional[Path], str]:
         return path.resolve(), str(path.resolve())
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or not name.strip():
         raise InputError(f"--model {name}", "no such folder")
-    cached = _cached_snapshot(name)
+    cached = cached_snapshot(name)
     if cached is not None or not download:
         return cached, name
     if os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -380,7 +380,8 @@ def _locate(name: str, download: bool = True) -> tuple[Optional[Path], str]:
         raise InputError(f"--model {name}", _fetch_hint(name, f"is neither cached nor reachable ({type(err).__name__})")) from None
 
 
-def _cached_snapshot(repo_id: str) -> Optional[Path]:
+def cached_snapshot(repo_id: str, marker: str = "model_index.json") -> Optional[Path]:
+    """The local Hugging Face cache's snapshot of ``repo_id`` if it holds ``marker``; never the network."""
     try:
         from huggingface_hub import snapshot_download
 
@@ -388,7 +389,7 @@ def _cached_snapshot(repo_id: str) -> Optional[Path]:
     except Exception as err:  # noqa: BLE001 - any failure here means "not usable from the cache"
         log.debug("not in the local cache: %s", err)
         return None
-    return folder if (folder / "model_index.json").is_file() else None
+    return folder if (folder / marker).is_file() else None
 
 
 def _download(repo_id: str) -> Path:
