@@ -161,9 +161,10 @@ def test_inpaint_fill_is_as_long_as_the_window_and_seeded(inpaint):
     b = inpaint(window, 44100, gap, "room tone", "", [5], STEPS, GUIDANCE)
     n16 = int(round(window.shape[1] * 16000 / 44100))
     assert len(a) == 2 and all(f.shape == (n16,) for f in a)
-    # the same seed fills the same, alone or next to another take (float rounding aside)
+    # the same seed fills the same, alone or next to another take (float rounding aside: batch
+    # size changes the CPU kernels' summation order; 1e-4 of full scale is -80 dB)
     scale = float(np.abs(b[0]).max())
-    assert np.allclose(a[0], b[0], atol=1e-5 * scale)
+    assert np.allclose(a[0], b[0], atol=1e-4 * scale)
     assert not np.allclose(a[0], a[1], atol=1e-2 * scale)
     again = inpaint(window, 44100, gap, "room tone", "", [5], STEPS, GUIDANCE)
     assert np.array_equal(again[0], b[0])
