@@ -33,7 +33,7 @@ def _options(argv=None):
     p.add_argument("--seconds", type=float, default=10.0, help="audio per take (default 10, the guide's length)")
     p.add_argument("--takes", type=int, default=4, help="takes for row R (default 4)")
     p.add_argument("--steps", type=int, default=25, help="DPM-Solver steps for row R and the last rungs of G (default 25)")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3 on CUDA, 1 on CPU)")
     p.add_argument("--out", default=str(Path(__file__).with_name("RESULTS-gpu.md")))
     return p.parse_args(argv)
 
@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     import diffusers
     import torch
     import transformers
+
+    if opts.reps is None:
+        opts.reps = 3 if torch.cuda.is_available() else 1
 
     started = time.perf_counter()
     rows = gpu_rows(opts) + ranking_rows(opts)
