@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def model_options(p: argparse.ArgumentParser, default_model: Optional[str] = None) -> None:
-        p.add_argument("--model", default=default_model, help=f"hub id, local diffusers folder or 'tiny' (default: the project's model, else {DEFAULT_MODEL})")
+        p.add_argument("--model", default=default_model, help=f"hub id (AudioLDM or AudioLDM 2), local diffusers folder, 'tiny' or 'tiny-audioldm2' (default: the project's model, else {DEFAULT_MODEL})")
         p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
         p.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first render, faster after)")
         p.add_argument("--cpu-offload", action="store_true", help="keep only the running component on the GPU")

@@ -192,7 +192,7 @@ def test_inpaint_take_is_the_stem_with_its_gap_generated_and_seeded(inpaint):
     assert not np.allclose(a[0][inside], heard[inside], atol=1e-3)
     # the same seed fills the same, alone or next to another take (float rounding aside)
     scale = float(np.abs(b[0][inside]).max())
-    assert np.allclose(a[0], b[0], atol=1e-5 * scale)
+    assert np.allclose(a[0], b[0], atol=1e-4 * scale)  # batch size changes the CPU kernels' summation order; 1e-4 is -80 dB
     assert not np.allclose(a[0][inside], a[1][inside], atol=1e-2 * scale)
     again = inpaint(stem, 44100, [gap], [window], "room tone", "", [5], STEPS, GUIDANCE)
     assert np.array_equal(again[0], b[0])

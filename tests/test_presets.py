@@ -89,6 +89,8 @@ GOOD = 'kind = "foley"\nprompt = "a door"\n'
         (GOOD + "[delivery]\nbit_depth = 20\n", "delivery.bit_depth"),
         (GOOD + '[[chain]]\nplugin = "NoSuchPlugin"\n', "chain"),
         (GOOD + '[[chain]]\nplugin = "Compressor"\nthreshold = -10\n', "chain"),
+        (GOOD + 'model = ""\n', "model"),
+        (GOOD + "model = 3\n", "model"),
         ('kind = "ambient"\n', "kind"),
         ("prompt = 'no kind'\n", "kind"),
     ],
@@ -200,3 +202,12 @@ def test_seed_range():
         Preset(kind="foley", seed=2**32)
     with pytest.raises(ValidationError):
         Preset(kind="foley", seed=-1)
+
+
+def test_a_preset_may_name_its_model_and_a_cue_may_change_it(tmp_path: Path):
+    preset = load_preset_file(write(tmp_path / "music.toml", GOOD + 'model = "cvssp/audioldm2-music"\n'))
+    assert preset.model == "cvssp/audioldm2-music"
+    assert preset.with_overrides(model="tiny-audioldm2").model == "tiny-audioldm2"
+    assert load_preset_file(write(tmp_path / "plain.toml", GOOD)).model is None  # the project's or host's model
+    [err] = check_presets(write(tmp_path / "blank.toml", GOOD + 'model = "  "\n'))
+    assert err.where.endswith("blank.toml model") and err.reason.startswith("must be non-empty text")

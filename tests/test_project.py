@@ -145,6 +145,12 @@ delivery = { loudness = -30 }
     assert hum.preset.delivery.loudness == -30
 
 
+def test_a_cue_may_ask_for_a_model(tmp_path: Path, builtins):
+    project = make_project(tmp_path, cues='[[cue]]\nname = "riff"\nprompt = "a funk bass riff"\nmodel = "cvssp/audioldm2-music"\n')
+    [riff], errors = load_cues(project, builtins)
+    assert errors == [] and riff.preset.model == "cvssp/audioldm2-music"
+
+
 def test_one_bad_cue_does_not_stop_the_others(tmp_path: Path, builtins):
     project = make_project(
         tmp_path,

@@ -46,6 +46,7 @@ OVERRIDABLE = (
     "chain",
     "delivery",
     "ucs",
+    "model",
 )
 
 
@@ -234,12 +235,22 @@ class Preset(BaseModel):
         if problem:
             raise ValueError(problem)
         return value
+    # the checkpoint this preset wants (hub id, local folder, "tiny" or "tiny-audioldm2");
+    # None: the project's or the host's model
+    model: Optional[str] = None
 
     @field_validator("kind", "description", "prompt", "negative_prompt", "scheduler", mode="before")
     @classmethod
     def _text(cls, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"must be text, got {show_value(value)}")
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"must be non-empty text (a hub id, a folder or tiny), got {show_value(value)}")
         return value
 
     @field_validator("duration", "guidance", "strength", mode="before")

@@ -45,8 +45,9 @@ class Job(BaseModel):
             "render_version": RENDER_VERSION,
             "kind": self.kind,
             "name": self.name,
-            # ucs names the file, not the sound: changing it (or adding the field) renders nothing
-            "preset": self.preset.model_dump(mode="json", exclude={"ucs"}),
+            # ucs names the file, and the model is keyed by its id and revision below: adding either
+            # field to the preset renders nothing again
+            "preset": self.preset.model_dump(mode="json", exclude={"ucs", "model"}),
             "delivery": self.delivery.model_dump(mode="json"),
             "gaps": self.gaps,
             "input": input_hash if input_hash is not None else self.input_sha256,
