@@ -138,7 +138,7 @@ def _render(args) -> int:
                 state = "rendered" if have >= job.preset.takes else ("new" if have == 0 else f"{have} of {job.preset.takes} done")
             except InputError as e:
                 state = f"error: {e.reason}"
-            table.add_row(job.name, job.kind, job.preset_name, str(job.preset.takes), state)
+            table.add_row(escape(job.name), job.kind, escape(job.preset_name), str(job.preset.takes), escape(state))
         console.print(table)
         return 0 if not plan.problems else 1
 
@@ -161,6 +161,7 @@ def _render(args) -> int:
 
 
 def _render_locked(args, plan, jobs, model_name, console, err) -> int:
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -171,7 +172,7 @@ def _render_locked(args, plan, jobs, model_name, console, err) -> int:
         model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)
     runner = Runner(model, batch_size=args.batch_size)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console, transient=False) as progress:
-        tasks = {id(j): progress.add_task(f"{j.kind:8} {j.name}", total=1.0) for j in jobs}
+        tasks = {id(j): progress.add_task(escape(f"{j.kind:8} {j.name}"), total=1.0) for j in jobs}
         by_key = {(j.kind, j.name): j for j in jobs}
 
         def on_progress(job, fraction):
@@ -189,7 +190,11 @@ def _render_locked(args, plan, jobs, model_name, console, err) -> int:
     for o in outcomes:
         colour = {"rendered": "green", "cached": "cyan", "failed": "red", "cancelled": "yellow", "changed": "yellow"}[o.status]
         detail = o.error or (_rel(o.files[0].parent, plan.project.root) + "/" if o.files else "")
-        table.add_row(o.job.name, o.job.kind, f"[{colour}]{o.status}[/{colour}]", str(len(o.files)), f"{o.seconds:.1f}", detail)
+        table.add_row(escape(o.job.name), o.job.kind, f"[{colour}]{o.status}[/{colour}]", str(len(o.files)), f"{o.seconds:.1f}", escape(detail))
+    for problem in plan.problems:  # a cue or stem that could not even be planned is a failed row too
+        subject = getattr(problem, "subject", None)
+        if subject is not None and (not args.only or subject[1] in args.only):
+            table.add_row(escape(subject[1]), subject[0], "[red]failed[/red]", "0", "-", escape(problem.reason))
     console.print(table)
     for o in outcomes:
         if o.error:
@@ -220,8 +225,9 @@ def _presets_list(args) -> int:
     from rich.table import Table
 
     from host.config.presets import BUILTIN_DIR, preset_library
+    from host.finish.chain import check_chain
 
-    library, problems = preset_library(args.project.resolve() if args.project else None)
+    library, problems = preset_library(args.project.resolve() if args.project else None, check_chain=check_chain)
     table = Table(title="presets")
     for col in ("name", "kind", "takes", "source", "description"):
         table.add_column(col)
@@ -253,8 +259,9 @@ def _presets_show(args) -> int:
 
 def _presets_check(args) -> int:
     from host.config.presets import check_presets
+    from host.finish.chain import check_chain
 
-    problems = check_presets(args.path)
+    problems = check_presets(args.path, check_chain=check_chain)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     if not problems:

@@ -165,7 +165,7 @@ class Runner:
     # ------------------------------------------------------------------ finishing and writing
     def _finish_takes(self, plan: TakePlan, rendered: Rendered) -> None:
         job = plan.job
-        board = build_chain(list(job.preset.chain), where=f"preset {job.preset_name}", base_dir=Path(job.project))
+        board = build_chain(list(job.preset.chain), where=f"preset {job.preset_name}")  # its paths were made absolute when it was loaded
         info = self.info
         for index, wave in zip(plan.todo, rendered.waves):
             if job.kind == "inpaint":

@@ -10,14 +10,19 @@ import pedalboard
 import pytest
 from pydantic import ValidationError
 
-from host.config.presets import (
-    BUILTIN_DIR,
-    Preset,
-    check_presets,
-    load_preset_file,
-    preset_library,
-)
+from host.config import presets as config_presets
+from host.config.presets import BUILTIN_DIR, Preset, preset_library
 from host.errors import InputError
+from host.finish.chain import check_chain
+
+
+def check_presets(path=None):
+    """``audiohost presets check``: files, and their chains (the effects layer's check, handed in)."""
+    return config_presets.check_presets(path, check_chain=check_chain)
+
+
+def load_preset_file(path):
+    return config_presets.load_preset_file(path, check_chain=check_chain)
 
 
 def write(path: Path, text: str) -> Path:
@@ -211,3 +216,37 @@ def test_a_preset_may_name_its_model_and_a_cue_may_change_it(tmp_path: Path):
     assert load_preset_file(write(tmp_path / "plain.toml", GOOD)).model is None  # the project's or host's model
     [err] = check_presets(write(tmp_path / "blank.toml", GOOD + 'model = "  "\n'))
     assert err.where.endswith("blank.toml model") and err.reason.startswith("must be non-empty text")
+
+
+def test_loading_a_preset_builds_no_plugin_and_resolves_its_files_once(tmp_path: Path, monkeypatch):
+    """Configuration does not import the effects layer: a preset loads without building a plug-in
+    (no VST3 binary loads on the thread that reads it), and a relative file in its chain means the
+    file beside the preset, wherever the chain is built later."""
+
+    ir = tmp_path / "presets" / "irs" / "hall.wav"
+    ir.parent.mkdir(parents=True)
+    ir.write_bytes(b"RIFF")
+    path = write(tmp_path / "presets" / "roomy.toml", GOOD + '[[chain]]\nplugin = "Convolution"\nimpulse_response_filename = "irs/hall.wav"\n')
+    built = []
+    monkeypatch.setattr(pedalboard, "Convolution", lambda *a, **k: built.append((a, k)))
+    preset = config_presets.load_preset_file(path)  # no checker handed in: nothing is built
+    assert built == []
+    assert preset.chain[0].params["impulse_response_filename"] == str(ir)
+    # and no module of host.config imports the effects layer, at the top or inside a function
+    import ast
+
+    for module in Path(config_presets.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(("host.finish", "pedalboard")) for n in names), (module.name, names)
+
+
+def test_loudness_off_is_spelt_one_way_everywhere(tmp_path: Path):
+    off = config_presets.load_preset_file(write(tmp_path / "quiet.toml", GOOD + '[delivery]\nloudness = "none"\n'))
+    from host.config.schema import Delivery
+
+    assert off.delivery.apply(Delivery()).loudness is None
+    [err] = check_presets(write(tmp_path / "old.toml", GOOD + "[delivery]\nloudness_off = true\n"))
+    assert 'write loudness = "none"' in str(err)
+    [err] = check_presets(write(tmp_path / "flac32.toml", GOOD + '[delivery]\nformat = "flac"\nbit_depth = 32\n'))
+    assert "FLAC holds 16- or 24-bit integer samples" in str(err)

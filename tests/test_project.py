@@ -173,7 +173,8 @@ preset = "whoosh-fast"
     assert [c.name for c in cues] == ["a", "c"]
     assert [c.index for c in cues] == [0, 2]
     [err] = errors
-    assert err.where.endswith("cues.toml cue[1].duration")
+    # the cue is named as written, and where it is in the sheet
+    assert err.where.endswith('cues.toml cue "b" (cue[1]).duration')
     assert err.reason == "must be between 0.04 and 300 seconds, got -2"
 
 
@@ -200,11 +201,13 @@ preset = "whoosh-fast"
     ],
 )
 def test_bad_cue_messages(tmp_path: Path, builtins, body: str, field: str, reason: str):
+    from host.finish.chain import check_chain
+
     project = make_project(tmp_path, cues=f"[[cue]]\n{body}\n")
-    cues, errors = load_cues(project, builtins)
+    cues, errors = load_cues(project, builtins, check_chain=check_chain)
     assert cues == []
     [err] = errors
-    assert "cues.toml cue[0]" in err.where
+    assert "cues.toml cue" in err.where and "cue[0]" in err.where
     assert field in str(err)
     assert reason in err.reason
     assert "\n" not in str(err)
@@ -225,7 +228,7 @@ def test_duplicate_cue_names_rejected(tmp_path: Path, builtins):
     )
     cues, errors = load_cues(project, builtins)
     assert [(c.name, c.preset_name) for c in cues] == [("hit", "impact-heavy")]
-    assert [e.where.split()[-1] for e in errors] == ["cue[1].name", "cue[2].name"]
+    assert [e.where.split("cues.toml ")[-1] for e in errors] == ['cue "hit" (cue[1]).name', 'cue "HIT" (cue[2]).name']
     assert all("already used by cue[0]" in e.reason for e in errors)
 
 

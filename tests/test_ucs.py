@@ -152,7 +152,7 @@ def test_a_cue_may_set_its_own_catid(tmp_path):
     loaded, errors = load_cues(project, library)
     assert [c.preset.ucs for c in loaded] == ["DOORWood"]
     [err] = errors
-    assert err.where.endswith("cues.toml cue[1].ucs") and "did you mean 'DOORKnck'" in err.reason
+    assert err.where.endswith('cues.toml cue "knock" (cue[1]).ucs') and "did you mean 'DOORKnck'" in err.reason
 
 
 def test_a_catid_does_not_change_what_is_rendered(tmp_path):

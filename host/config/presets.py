@@ -15,11 +15,11 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from host.config.schema import DeliveryOverrides, Effect
+from host.config.schema import DeliveryOverrides, Effect, resolve_paths, show_value
 from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
@@ -76,19 +76,6 @@ def field_path(loc: Iterable[Any]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
-
-
-def show_value(value: Any) -> str:
-    if isinstance(value, bool):  # as TOML spells it
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, (dict, list)):
-        text = repr(value)
-        return text if len(text) <= 60 else text[:57] + "..."
-    return repr(value)
 
 
 def _reason(err: dict[str, Any], known: Iterable[str] = ()) -> str:
@@ -293,12 +280,6 @@ class Preset(BaseModel):
     def _strength(cls, value: float) -> float:
         return _between(value, 0, 1)
 
-    @field_validator("delivery")
-    @classmethod
-    def _delivery(cls, value: DeliveryOverrides) -> DeliveryOverrides:
-        if value.format == "flac" and value.bit_depth == 32:
-            raise ValueError("FLAC holds 16- or 24-bit integer samples, not 32-bit float")
-        return value
 
     @field_validator("chain", mode="before")
     @classmethod
@@ -329,6 +310,23 @@ class Preset(BaseModel):
 PRESET_FIELDS: tuple[str, ...] = tuple(Preset.model_fields)
 
 
+def apply_overrides(base: Preset, changes: Mapping[str, Any], where: str, allowed: Iterable[str] = OVERRIDABLE, prefix: str = "") -> Preset:
+    """``base`` with ``changes`` applied: the one way a cue, a stem's sidecar or an OSC request
+    changes a preset. Keys outside ``allowed`` are refused (with "did you mean"), values are
+    checked by the preset's own validators, and a problem is one InputError naming ``where``,
+    ``prefix`` and the field, e.g. ``cues.toml cue "door" (cue[1]).duration: must be ...``."""
+    allowed = tuple(allowed)
+    for key in changes:
+        if key not in allowed:
+            close = close_names(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "allowed here: " + ", ".join(allowed)
+            raise InputError(f"{where} {prefix}{key}", f"unknown field; {hint}")
+    try:
+        return base.with_overrides(**changes)
+    except ValidationError as exc:
+        raise validation_error(where, exc, prefix=prefix, known=allowed) from None
+
+
 @dataclass(frozen=True)
 class PresetEntry:
     """A preset as found on disk. ``content_hash`` = first 16 hex chars of sha256(file bytes)."""
@@ -342,16 +340,13 @@ class PresetEntry:
 # --------------------------------------------------------------------------- loading
 
 
-def validate_chain(effects: list[Effect], where: str, base_dir: Path | None) -> None:
-    """Check a chain's plugins and parameters (``host.finish.chain``); raises InputError."""
-    if not effects:
-        return
-    from host.finish.chain import check_chain  # lazy: pulls in pedalboard
-
-    check_chain(effects, where=where, base_dir=base_dir)
+# A chain checker (``host.finish.chain.check_chain``) is handed in by whoever loads presets for
+# rendering: checking a chain builds its plug-ins (a VST3 binary loads), which is the effects
+# layer's work, not configuration's; a daemon does it off the thread that answers requests.
+ChainCheck = Callable[[list[Effect], str], None]
 
 
-def _load(path: Path) -> tuple[Preset, str]:
+def _load(path: Path, check_chain: Optional[ChainCheck] = None) -> tuple[Preset, str]:
     path = Path(path)
     where = display_path(path)
     data, raw = read_toml(path)
@@ -359,19 +354,22 @@ def _load(path: Path) -> tuple[Preset, str]:
         preset = Preset.model_validate(data)
     except ValidationError as exc:
         raise validation_error(where, exc, known=PRESET_FIELDS) from None
-    validate_chain(preset.chain, where=where, base_dir=path.parent)
+    if preset.chain:  # file paths in the chain mean files beside the preset, wherever it is built
+        preset = preset.model_copy(update={"chain": resolve_paths(preset.chain, path.parent)})
+        if check_chain is not None:
+            check_chain(preset.chain, where)
     return preset, content_hash(raw)
 
 
-def load_preset_file(path: Path | str) -> Preset:
-    """Read and validate one preset file, chain included. Raises InputError."""
-    return _load(Path(path))[0]
+def load_preset_file(path: Path | str, check_chain: Optional[ChainCheck] = None) -> Preset:
+    """Read and validate one preset file (its chain too, given a checker). Raises InputError."""
+    return _load(Path(path), check_chain)[0]
 
 
-def load_preset_entry(path: Path | str) -> PresetEntry:
+def load_preset_entry(path: Path | str, check_chain: Optional[ChainCheck] = None) -> PresetEntry:
     """Like :func:`load_preset_file`, with the name (file stem) and content hash."""
     path = Path(path)
-    preset, digest = _load(path)
+    preset, digest = _load(path, check_chain)
     return PresetEntry(name=path.stem, path=path, preset=preset, content_hash=digest)
 
 
@@ -383,9 +381,10 @@ def _preset_files(folder: Path) -> list[Path]:
     )
 
 
-def preset_library(project_dir: Path | None = None) -> tuple[dict[str, PresetEntry], list[InputError]]:
+def preset_library(project_dir: Path | None = None, check_chain: Optional[ChainCheck] = None) -> tuple[dict[str, PresetEntry], list[InputError]]:
     """Built-in presets plus ``<project_dir>/presets/*.toml``; a project preset replaces a
-    built-in of the same name. Bad files are returned as errors and left out."""
+    built-in of the same name. Bad files (and, given a checker, bad chains) are returned as
+    errors and left out."""
     entries: dict[str, PresetEntry] = {}
     errors: list[InputError] = []
     folders = [BUILTIN_DIR]
@@ -394,7 +393,7 @@ def preset_library(project_dir: Path | None = None) -> tuple[dict[str, PresetEnt
     for folder in folders:
         for path in _preset_files(folder):
             try:
-                entries[path.stem] = load_preset_entry(path)
+                entries[path.stem] = load_preset_entry(path, check_chain)
             except InputError as err:
                 err.preset_name = path.stem  # so a request naming it is refused with this reason
                 errors.append(err)
@@ -404,7 +403,7 @@ def preset_library(project_dir: Path | None = None) -> tuple[dict[str, PresetEnt
     return dict(sorted(entries.items())), errors
 
 
-def check_presets(path: Path | str | None = None) -> list[InputError]:
+def check_presets(path: Path | str | None = None, check_chain: Optional[ChainCheck] = None) -> list[InputError]:
     """Validate one preset file, or every ``.toml`` in a folder (default: the built-ins)."""
     target = BUILTIN_DIR if path is None else Path(path)
     if target.is_dir():
@@ -416,7 +415,7 @@ def check_presets(path: Path | str | None = None) -> list[InputError]:
     errors: list[InputError] = []
     for file in files:
         try:
-            load_preset_file(file)
+            load_preset_file(file, check_chain)
         except InputError as err:
             errors.append(err)
     return errors
@@ -432,5 +431,4 @@ __all__ = [
     "load_preset_entry",
     "load_preset_file",
     "preset_library",
-    "validate_chain",
 ]

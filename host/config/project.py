@@ -24,17 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from host.config.presets import (
     OVERRIDABLE,
+    ChainCheck,
     Preset,
     PresetEntry,
+    apply_overrides,
     close_names,
     content_hash,
     display_path,
     read_toml,
     show_value,
     validation_error,
-    validate_chain,
 )
-from host.config.schema import AudioFormat, BitDepth, Delivery, DeliveryOverrides
+from host.config.schema import DELIVERY_FIELDS, Delivery, DeliveryOverrides, resolve_paths
 from host.config.ucs import id_problem
 from host.errors import InputError
 
@@ -68,15 +69,12 @@ def name_problem(name: Any) -> Optional[str]:
 
 
 class ProjectSettings(BaseModel):
-    """``project.toml``. Delivery keys live at the top level."""
+    """``project.toml``. The delivery keys (``Delivery``'s fields) are written at the top level
+    of the file and validated by ``Delivery`` itself: one schema, one set of rules."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sample_rate: int = Field(48000, ge=8000, le=384000)
-    bit_depth: BitDepth = 24  # 32 = 32-bit float
-    format: AudioFormat = "wav"
-    loudness: Optional[float] = Field(-23.0, ge=-70.0, le=0.0)  # integrated LUFS, or "none"
-    true_peak: float = Field(-1.0, ge=-20.0, le=0.0)  # dBTP ceiling
+    delivery: Delivery = Delivery()
     model: Optional[str] = None  # AudioLDM checkpoint; None = the host's default
     restyle_preset: str = "restyle-texture"  # for stems dropped directly into restyle/
     inpaint_preset: str = "inpaint-seamless"  # for stems dropped directly into inpaint/
@@ -85,23 +83,6 @@ class ProjectSettings(BaseModel):
     naming: Literal["default", "ucs"] = "default"
     creator_id: Optional[str] = Field(None, validate_default=True)
     source_id: Optional[str] = Field(None, validate_default=True)
-
-    @field_validator("loudness", mode="before")
-    @classmethod
-    def _none_spelled_out(cls, value: Any) -> Any:
-        # TOML has no null: `loudness = "none"` (or false) switches normalisation off.
-        if value is False or (isinstance(value, str) and value.strip().lower() in {"none", "off"}):
-            return None
-        if isinstance(value, (bool, str)):
-            raise ValueError(f'must be a LUFS number or "none", got {show_value(value)}')
-        return value
-
-    @field_validator("sample_rate", "true_peak", mode="before")
-    @classmethod
-    def _numbers(cls, value: Any) -> Any:
-        if isinstance(value, (bool, str)):
-            raise ValueError(f"must be a number, got {show_value(value)}")
-        return value
 
     @field_validator("model", "restyle_preset", "inpaint_preset", mode="before")
     @classmethod
@@ -122,22 +103,22 @@ class ProjectSettings(BaseModel):
             raise ValueError(problem)
         return value
 
-    @field_validator("format")
     @classmethod
-    def _flac_is_integer(cls, value: str, info: ValidationInfo) -> str:
-        if value == "flac" and info.data.get("bit_depth") == 32:
-            raise ValueError("FLAC holds 16- or 24-bit integer samples, not 32-bit float; use bit_depth = 24")
-        return value
-
-    @property
-    def delivery(self) -> Delivery:
-        return Delivery(
-            sample_rate=self.sample_rate,
-            bit_depth=self.bit_depth,
-            format=self.format,
-            loudness=self.loudness,
-            true_peak=self.true_peak,
-        )
+    def from_file(cls, data: dict[str, Any], where: str) -> "ProjectSettings":
+        """From ``project.toml``'s table; errors name the key as written (``sample_rate``)."""
+        if "delivery" in data:
+            raise InputError(f"{where} delivery", "write the delivery keys (sample_rate, bit_depth, ...) at the top level of project.toml")
+        delivery = {k: v for k, v in data.items() if k in DELIVERY_FIELDS}
+        rest = {k: v for k, v in data.items() if k not in DELIVERY_FIELDS}
+        known = (*DELIVERY_FIELDS, *(f for f in cls.model_fields if f != "delivery"))
+        try:
+            checked = Delivery.model_validate(delivery)
+        except ValidationError as exc:
+            raise validation_error(where, exc, known=known) from None
+        try:
+            return cls.model_validate({**rest, "delivery": checked})
+        except ValidationError as exc:
+            raise validation_error(where, exc, known=known) from None
 
 
 @dataclass(frozen=True)
@@ -190,11 +171,7 @@ def load_project(root: Union[Path, str]) -> Project:
     if not settings_file.exists():
         return Project(root=resolved, settings=ProjectSettings())
     data, _ = read_toml(settings_file)
-    try:
-        settings = ProjectSettings.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(display_path(settings_file), exc, known=ProjectSettings.model_fields) from None
-    return Project(root=resolved, settings=settings)
+    return Project(root=resolved, settings=ProjectSettings.from_file(data, display_path(settings_file)))
 
 
 def check_renders(project: Project) -> None:
@@ -241,23 +218,20 @@ class Cue:
 CUE_KEYS: tuple[str, ...] = ("name", "preset", *OVERRIDABLE)
 
 
-def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], project: Project) -> Cue:
+def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], project: Project, check_chain: Optional[ChainCheck] = None) -> Cue:
     here = f"{sheet} cue[{index}]"
     if not isinstance(table, dict):
         raise InputError(here, "must be a [[cue]] table")
-    for key in table:
-        if key not in CUE_KEYS:
-            close = close_names(key, CUE_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "a cue takes " + ", ".join(CUE_KEYS)
-            raise InputError(f"{here}.{key}", f"unknown field; {hint}")
     if "name" not in table:
         raise InputError(f"{here}.name", "required")
     name = table["name"]
     problem = name_problem(name)
     if problem:
         raise InputError(f"{here}.name", problem)
+    # from here on a problem names the cue as the user wrote it, and where it is in the sheet
+    here = f'{sheet} cue "{name}" (cue[{index}])'
 
-    overrides = {k: v for k, v in table.items() if k in OVERRIDABLE}
+    overrides = {k: v for k, v in table.items() if k not in ("name", "preset")}
     if "preset" in table:
         preset_name = table["preset"]
         if not isinstance(preset_name, str):
@@ -282,22 +256,21 @@ def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], pr
             f"preset '{preset_name}' is a {base.kind} preset; cues render foley, "
             f"drop stems into {base.kind}/ instead",
         )
-    try:
-        preset = base.with_overrides(**overrides)
-    except ValidationError as exc:
-        raise validation_error(sheet, exc, prefix=f"cue[{index}].", known=CUE_KEYS) from None
+    preset = apply_overrides(base, overrides, sheet, allowed=OVERRIDABLE, prefix=f'cue "{name}" (cue[{index}]).')
     if not preset.prompt.strip():
         raise InputError(f"{here}.prompt", f"a foley cue needs a prompt (preset '{preset_name}' has none)")
     problem = delivery_problem(preset.delivery, project.settings.delivery)
     if problem:
         field = "delivery" if "delivery" in overrides else "preset"
         raise InputError(f"{here}.{field}", f"with this project's delivery: {problem}")
-    if "chain" in overrides:
-        validate_chain(preset.chain, where=here, base_dir=project.root)
+    if "chain" in overrides:  # the cue's own chain: its files are the project's
+        preset = preset.model_copy(update={"chain": resolve_paths(preset.chain, project.root)})
+        if check_chain is not None:
+            check_chain(preset.chain, here)
     return Cue(name=name, preset_name=preset_name, preset=preset, preset_hash=digest, index=index)
 
 
-def load_cues(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[Cue], list[InputError]]:
+def load_cues(project: Project, presets: dict[str, PresetEntry], check_chain: Optional[ChainCheck] = None) -> tuple[list[Cue], list[InputError]]:
     """Read the cue sheet. Bad cues are reported and skipped; missing or empty sheet -> ([], [])."""
     path = project.cue_sheet
     sheet = display_path(path)
@@ -327,11 +300,13 @@ def load_cues(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[C
         if isinstance(name, str) and name_problem(name) is None:
             earlier = first_use.setdefault(name.lower(), index)
             if earlier != index:
-                errors.append(InputError(f"{sheet} cue[{index}].name", f"'{name}' is already used by cue[{earlier}]"))
+                errors.append(InputError(f'{sheet} cue "{name}" (cue[{index}]).name', f"'{name}' is already used by cue[{earlier}]"))
                 continue
         try:
-            cues.append(_cue(table, index, sheet, presets, project))
+            cues.append(_cue(table, index, sheet, presets, project, check_chain))
         except InputError as err:
+            # the cue this is about, for a summary that lists it as failed
+            err.subject = ("foley", name if isinstance(name, str) and name_problem(name) is None else f"cue[{index}]")
             errors.append(err)
     return cues, errors
 

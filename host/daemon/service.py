@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from host.config.paths import confine
-from host.config.presets import PresetEntry, near_miss, preset_library
+from host.config.presets import PresetEntry, apply_overrides, near_miss, preset_library
 from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
 from host.daemon.announce import Announcer, done_fits
 from host.daemon.config import DaemonConfig
 from host.errors import InputError
+from host.finish.chain import check_chain
 from host.intake.audio import inspect_stem
 from host.intake.drops import stem_from_path
 from host.intake.limits import MAX_REPLY_BYTES
@@ -100,7 +101,7 @@ class RenderHost:
     def presets(self, project: Project) -> dict[str, PresetEntry]:
         with self._lock:
             if project.root not in self._presets:
-                library, problems = preset_library(project.root)
+                library, problems = preset_library(project.root, check_chain=check_chain)  # on the intake thread: a VST3 loads here
                 for p in problems:
                     log.error("%s", p)
                 self._presets[project.root] = library
@@ -182,12 +183,7 @@ class RenderHost:
             name = _slug(input.stem)
         if kind == "foley" and overrides.get("seed") is None and preset.seed is None:
             overrides = {**overrides, "seed": random.randrange(2**31)}
-        try:
-            preset = preset.with_overrides(**overrides) if overrides else preset
-        except Exception as err:  # pydantic ValidationError
-            from host.config.presets import validation_error
-
-            raise validation_error(where, err) from None
+        preset = apply_overrides(preset, overrides, where) if overrides else preset
         job = job_from_preset(project, name, preset_name, preset_hash, preset, input=input, gaps=gaps, source="osc", region=region)
         return self.accept_input(job, where)
 
@@ -216,7 +212,7 @@ class RenderHost:
 
     def submit_cues(self, project: Project, cue: Optional[str], req, tag: str) -> list[int]:
         """The whole cue sheet (or one cue) as one commit: every cue is queued, or none is."""
-        cues, problems = load_cues(project, self.presets(project))
+        cues, problems = load_cues(project, self.presets(project), check_chain=check_chain)
         if cue is not None:
             cues = [c for c in cues if c.name == cue]
             if not cues:
@@ -255,7 +251,7 @@ class RenderHost:
         """Folder work: the cues and stems of a project that are not rendered yet."""
         library = self.presets(project)
         ids = []
-        cues, problems = load_cues(project, library)
+        cues, problems = load_cues(project, library, check_chain=check_chain)
         jobs = [job_from_cue(project, c) for c in cues]
         if not only_cues:
             from host.intake.drops import scan_drops

@@ -21,7 +21,7 @@ import soundfile as sf
 
 from host.config.paths import open_confined
 from host.errors import InputError
-from host.intake.containers import INCOMPLETE, container_problem, frames_problem
+from host.intake.containers import INCOMPLETE, container_problem, frames_problem, looks_like_audio
 
 MAX_STEM_SECONDS = 600.0
 MAX_STEM_BYTES = 2 * 1024**3
@@ -107,6 +107,8 @@ def decode_stem(data: bytes, where: str, max_seconds: float = MAX_STEM_SECONDS) 
     """Samples from a whole audio file's bytes, exactly (float64), or an InputError."""
     if not data:
         raise InputError(where, "is empty (0 bytes)")
+    if not looks_like_audio(bytes(data[:16])):
+        raise InputError(where, "not a readable audio file (format not recognised or the file is corrupt)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             frames, rate, subtype, fmt = f.frames, f.samplerate, f.subtype, f.format
@@ -184,6 +186,8 @@ def inspect_stem(path: Path, roots: Iterable[Path], max_seconds: float, max_byte
         if size == 0:
             raise InputError(where, f"{name} is empty (0 bytes)")
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+            if not looks_like_audio(data[:16]):
+                raise InputError(where, f"{name} is not a readable audio file (format not recognised or the file is corrupt)")
             problem = container_problem(data)
             if problem:
                 raise InputError(where, f"{name} is {problem}")

@@ -43,6 +43,17 @@ def container_problem(data: bytes) -> Optional[str]:
     return None
 
 
+def looks_like_audio(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of a container the host reads (WAV/RF64/W64,
+    AIFF, FLAC, Ogg, MP3, CAF, AU). Bytes that are none of these are not handed to libsndfile,
+    whose MP3 decoder would otherwise print its own resync notes on stderr."""
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"dns.") or head[:3] == b"ID3":
+        return True
+    if head[:16] == _W64_RIFF:
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame
+
+
 def frames_problem(declared: int, decoded: int, fmt: str) -> Optional[str]:
     """The frames a header declared against the frames that decoded (0 declared: unknown)."""
     if declared > 0 and decoded != declared:

@@ -17,18 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
 from host.config.paths import confine
 from host.config.presets import (
     Preset,
-    _number,
     PresetEntry,
+    _number,
+    apply_overrides,
     close_names,
     display_path,
     read_toml,
     show_value,
-    validation_error,
 )
 from host.config.project import NAME_MAX, Project, delivery_problem
 from host.errors import InputError
@@ -68,73 +66,62 @@ def safe_name(stem: str) -> str:
     return name[:NAME_MAX].rstrip(".") or "stem"
 
 
-class StemSidecar(BaseModel):
+# What a stem's sidecar may change (checked by the preset's own rules, like a cue's changes),
+# besides choosing the preset and, for inpainting, listing the gaps.
+SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes")
+SIDECAR_FIELDS: tuple[str, ...] = ("preset", "gaps", *SIDECAR_OVERRIDABLE)
+
+
+@dataclass(frozen=True)
+class StemSidecar:
     """``<stem>.toml`` beside a stem: changes for that stem only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    where: str  # the sidecar file as shown to the user
+    preset: Optional[str]  # instead of the folder's preset (must be of the same kind)
+    gaps: Optional[tuple[tuple[float, float], ...]]  # inpaint: [[start, end], ...] in seconds
+    changes: dict[str, Any]  # applied to the preset with apply_overrides
 
-    preset: Optional[str] = None  # instead of the folder's preset (must be of the same kind)
-    prompt: Optional[str] = None
-    negative_prompt: Optional[str] = None
-    strength: Optional[float] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    seed: Optional[int] = None
-    takes: Optional[int] = None
-    gaps: Optional[list[tuple[float, float]]] = None  # inpaint: [[start, end], ...] in seconds
-
-    @field_validator("preset", "prompt", "negative_prompt", mode="before")
     @classmethod
-    def _text(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise ValueError(f"must be text, got {show_value(value)}")
-        return value
+    def from_table(cls, data: dict[str, Any], where: str) -> "StemSidecar":
+        for key in data:
+            if key not in SIDECAR_FIELDS:
+                close = close_names(key, SIDECAR_FIELDS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "a stem's sidecar takes " + ", ".join(SIDECAR_FIELDS)
+                raise InputError(f"{where} {key}", f"unknown field; {hint}")
+        preset = data.get("preset")
+        if preset is not None and not isinstance(preset, str):
+            raise InputError(f"{where} preset", f"must be text, got {show_value(preset)}")
+        gaps = _gaps(data["gaps"], f"{where} gaps") if "gaps" in data else None
+        changes = {k: v for k, v in data.items() if k in SIDECAR_OVERRIDABLE}
+        return cls(where, preset, gaps, changes)
 
-    @field_validator("strength", "guidance", mode="before")
-    @classmethod
-    def _float_in(cls, value: Any) -> Any:
-        return _number(value)
 
-    @field_validator("steps", "seed", "takes", mode="before")
-    @classmethod
-    def _int_in(cls, value: Any) -> Any:
-        return _number(value, integer=True)
-
-    @field_validator("gaps", mode="before")
-    @classmethod
-    def _gap_numbers(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            raise ValueError("must be a list of [start, end] pairs in seconds, e.g. [[1.5, 2.0]]")
-        for i, gap in enumerate(value):
-            if not isinstance(gap, (list, tuple)) or len(gap) != 2:
-                raise ValueError(f"gap {i} must be a [start, end] pair in seconds, got {show_value(gap)}")
-            for x in gap:
+def _gaps(value: Any, where: str) -> tuple[tuple[float, float], ...]:
+    """A sidecar's ``gaps``: [start, end] pairs in seconds, in order, not overlapping."""
+    if not isinstance(value, list):
+        raise InputError(where, "must be a list of [start, end] pairs in seconds, e.g. [[1.5, 2.0]]")
+    if not value:
+        raise InputError(where, "list at least one [start, end] gap, or leave 'gaps' out to find silent gaps")
+    pairs = []
+    for i, gap in enumerate(value):
+        if not isinstance(gap, (list, tuple)) or len(gap) != 2:
+            raise InputError(where, f"gap {i} must be a [start, end] pair in seconds, got {show_value(gap)}")
+        for x in gap:
+            try:
                 _number(x)
-        return value
-
-    @field_validator("gaps")
-    @classmethod
-    def _gaps(cls, value: Optional[list[tuple[float, float]]]) -> Optional[list[tuple[float, float]]]:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("list at least one [start, end] gap, or leave 'gaps' out to find silent gaps")
-        for i, (start, end) in enumerate(value):
-            if start < 0:
-                raise ValueError(f"gap {i} starts before 0 s ({start:g})")
-            if not start < end:
-                raise ValueError(f"gap {i} must start before it ends, got [{start:g}, {end:g}]")
-        ordered = sorted(value)
-        for (a0, a1), (b0, b1) in zip(ordered, ordered[1:]):
-            if b0 < a1:
-                raise ValueError(f"gaps [{a0:g}, {a1:g}] and [{b0:g}, {b1:g}] overlap")
-        return ordered
-
-    def overrides(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True, exclude={"preset", "gaps"})
-
-
-SIDECAR_FIELDS: tuple[str, ...] = tuple(StemSidecar.model_fields)
+            except ValueError as err:
+                raise InputError(where, f"gap {i}: {err}") from None
+        start, end = float(gap[0]), float(gap[1])
+        if start < 0:
+            raise InputError(where, f"gap {i} starts before 0 s ({start:g})")
+        if not start < end:
+            raise InputError(where, f"gap {i} must start before it ends, got [{start:g}, {end:g}]")
+        pairs.append((start, end))
+    ordered = sorted(pairs)
+    for (a0, a1), (b0, b1) in zip(ordered, ordered[1:]):
+        if b0 < a1:
+            raise InputError(where, f"gaps [{a0:g}, {a1:g}] and [{b0:g}, {b1:g}] overlap")
+    return tuple(ordered)
 
 
 @dataclass(frozen=True)
@@ -201,12 +188,8 @@ def _wrong_kind(where: str, name: str, entry: PresetEntry, kind: str, presets: d
 def _read_sidecar(path: Path) -> Optional[StemSidecar]:
     if not path.is_file():
         return None
-    where = display_path(path)
     data, _ = read_toml(path)
-    try:
-        return StemSidecar.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(where, exc, known=SIDECAR_FIELDS) from None
+    return StemSidecar.from_table(data, display_path(path))
 
 
 def _confined_to_project(project: Project, path: Path) -> None:
@@ -251,11 +234,8 @@ def stem_from_path(project: Project, presets: dict[str, PresetEntry], path: Path
         if sidecar.gaps is not None:
             if kind != "inpaint":
                 raise InputError(f"{sidecar_where} gaps", "only inpaint stems have gaps to fill")
-            gaps = tuple((float(a), float(b)) for a, b in sidecar.gaps)
-        try:
-            preset = preset.with_overrides(**sidecar.overrides())
-        except ValidationError as exc:
-            raise validation_error(sidecar_where, exc, known=SIDECAR_FIELDS) from None
+            gaps = sidecar.gaps
+        preset = apply_overrides(preset, sidecar.changes, sidecar_where, allowed=SIDECAR_OVERRIDABLE)
 
     problem = delivery_problem(preset.delivery, project.settings.delivery)
     if problem:
@@ -310,6 +290,7 @@ def scan_drops(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[
         try:
             stems.append(stem_from_path(project, presets, path))
         except InputError as err:
+            err.subject = (path.relative_to(project.root).parts[0], safe_name(path.stem))  # the stem, as a failed row
             # A bad preset folder is one problem, however many stems sit in it.
             if all(str(err) != str(seen) for seen in errors):
                 errors.append(err)
