@@ -31,7 +31,7 @@ from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
 from host.jobs.job import Job
 from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
 from host.output.files import file_sha256
-from host.output.takes import TakeIndex, take_folder
+from host.output.takes import TakeIndex, take_base, take_folder
 from host.runner import cached_takes
 
 log = logging.getLogger(__name__)
@@ -459,7 +459,11 @@ class RenderHost:
 def check_done_reply(job: Job, where: str) -> None:
     """Refuse an OSC request whose ``/audiohost/job/done`` reply could not carry every take's
     path within the reply limit (the requester would get only some of its files)."""
-    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{job.name}_t9999.flac")
+    try:
+        base = take_base(job)[0]
+    except InputError as err:
+        raise InputError(where, str(err)) from None
+    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{base}_t9999.flac")
     takes = job.preset.takes
     if done_fits([widest] * takes):
         return

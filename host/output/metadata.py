@@ -306,6 +306,14 @@ def input_time_reference(path: Path | str, rate: int) -> int:
     return read_carried(path).time_reference_at(rate)
 
 
+def take_time_reference(carried: Optional[Carried], rate: int, offset_seconds: float = 0.0) -> int:
+    """A take made from an input belongs where the input does: the input's TimeReference at the
+    take's ``rate``, plus ``offset_seconds`` into the input where the take starts (a region
+    restyle's start). 0 for an input without one and no offset."""
+    base = carried.time_reference_at(rate) if carried is not None else 0
+    return base + max(0, int(round(offset_seconds * rate)))
+
+
 def rescale(samples: int, from_rate: int, to_rate: int) -> int:
     """A sample position at ``from_rate`` as the nearest one at ``to_rate`` (exact integers)."""
     if from_rate == to_rate or samples == 0:
@@ -534,5 +542,6 @@ __all__ = [
     "rescale",
     "smpl_chunk",
     "take_chunks",
+    "take_time_reference",
     "write_flac_tags",
 ]
