@@ -30,6 +30,7 @@ from host.config.presets import (
     validation_error,
 )
 from host.config.project import NAME_MAX, Project, delivery_problem
+from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
 StemKind = Literal["restyle", "inpaint"]
@@ -81,6 +82,15 @@ class StemSidecar(BaseModel):
     seed: Optional[int] = None
     takes: Optional[int] = None
     gaps: Optional[list[tuple[float, float]]] = None  # inpaint: [[start, end], ...] in seconds
+    ucs: Optional[str] = None  # UCS CatID for the takes' file names (naming = "ucs"), e.g. "MUSCPerc"
+
+    @field_validator("ucs", mode="before")
+    @classmethod
+    def _ucs(cls, value: Any) -> Any:
+        problem = cat_id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("preset", "prompt", "negative_prompt", mode="before")
     @classmethod

@@ -1,0 +1,236 @@
+"""A project's takes as a library: listing them with their state, and rejecting one.
+
+**Rejecting** moves a take's audio and its sidecar from ``renders/<kind>/<name>/`` to
+``renders/.rejected/<kind>/<name>/`` (the same layout) and records the rejection in the moved
+sidecar: a ``rejected`` entry saying when, how (``cli`` or ``osc``) and with which tag. The moved
+sidecars *are* the record: the take index reads them (:mod:`host.output.takes`), so the next run
+treats that take index as used, does not render it again, and renders a replacement with a fresh
+seed when the cue still wants more takes than are kept. Deleting the files from ``.rejected/``
+forgets the rejection; deleting a take from ``renders/`` by hand (not rejecting it) still means
+"render it again".
+
+Only takes are ever moved: the path must resolve (symlinks included) to a file directly inside a
+take folder ``renders/<kind>/<name>/`` of this project, be a regular file (not a link), and have
+its sidecar beside it. Nothing is overwritten; a rejection cut short (a crash between the steps)
+is finished by rejecting the same take again.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from host.config.paths import confine
+from host.errors import InputError
+from host.output.files import write_json_new
+from host.output.takes import REJECTED, RENDERS, read_sidecar, rejected_folder
+
+KINDS = ("foley", "restyle", "inpaint")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    take: Path  # where the take's audio was (its sidecar, when the audio was already missing)
+    moved_to: Path  # where it is now
+    sidecar: Path  # the rejected sidecar, with its "rejected" entry
+
+
+def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = None, tag: str = "", via: str = "cli", where: str = "take") -> Rejected:
+    """Reject one take of the project at ``project_root``: ``path`` is its audio or its sidecar,
+    absolute or relative to ``base`` (default: the project). Raises InputError naming ``where``."""
+    root = Path(project_root).resolve()
+    renders = root / RENDERS
+    if not renders.is_dir():
+        raise InputError(where, f"the project {root.name} has no {RENDERS}/ folder: nothing to reject")
+    text = str(path)
+    if not text or "\x00" in text:
+        raise InputError(where, "empty or invalid path")
+    candidate = Path(text).expanduser()
+    if not candidate.is_absolute():
+        candidate = Path(base or root) / candidate
+    try:
+        folder = confine(candidate.parent, [renders], where)
+    except InputError:
+        raise InputError(where, f"'{text}' is not inside {RENDERS}/ of the project {root.name}; only takes can be rejected") from None
+    target = folder / candidate.name
+    rel = folder.relative_to(renders.resolve()).parts
+    if rel[:1] == (REJECTED,):
+        raise InputError(where, f"'{text}' is rejected already")
+    if len(rel) != 2 or rel[0] not in KINDS:
+        raise InputError(where, f"'{text}' is not a take: takes are the files in {RENDERS}/<kind>/<name>/")
+    sidecar = target if target.suffix == ".json" else target.with_suffix(".json")
+    _regular_file(sidecar, where, f"'{text}' has no sidecar ({sidecar.name}); without it audiohost does not know the take (delete the file instead)")
+    if target != sidecar:
+        _regular_file(target, where, f"no take '{text}'")
+    record = read_sidecar(sidecar)
+    if not record or not isinstance(record.get("job_key"), str) or not isinstance(record.get("take_index"), int) or not isinstance(record.get("file"), str):
+        raise InputError(where, f"{sidecar.name} is not an audiohost take sidecar")
+    file = record["file"]
+    if "/" in file or "\\" in file or file in ("", ".", ".."):
+        raise InputError(where, f"{sidecar.name} names an odd file '{file}'")
+    audio = folder / file
+    if target != sidecar and audio != target:
+        raise InputError(where, f"the sidecar beside '{text}' belongs to {file}")
+    has_audio = os.path.lexists(audio)
+    if has_audio:
+        _regular_file(audio, where, f"the take's audio {file} is not a regular file")
+
+    dest = rejected_folder(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    if confine(dest, [renders], where) != dest.resolve() or dest.resolve().parent.parent.name != REJECTED:
+        raise InputError(where, f"{RENDERS}/{REJECTED}/ leads outside the project's renders folder")
+    dest = dest.resolve()
+    moved_audio, moved_sidecar = dest / audio.name, dest / sidecar.name
+    # nothing is overwritten: a file already there must be this very take (a rejection cut short)
+    if has_audio and os.path.lexists(moved_audio) and not os.path.samefile(moved_audio, audio):
+        raise InputError(where, f"{RENDERS}/{REJECTED}/{'/'.join(rel)}/{audio.name} exists already; move it away first")
+    earlier = read_sidecar(moved_sidecar) if os.path.lexists(moved_sidecar) else None
+    if os.path.lexists(moved_sidecar) and not _same_take(earlier, record):
+        raise InputError(where, f"{RENDERS}/{REJECTED}/{'/'.join(rel)}/{sidecar.name} exists already; move it away first")
+
+    # 1. the audio gets its second name in .rejected (both names hold it: nothing can be lost)
+    if has_audio and not os.path.lexists(moved_audio):
+        os.link(audio, moved_audio)
+    # 2. the rejection recorded: from here on the take counts as rejected
+    if earlier is None:
+        note = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "via": via, "tag": tag or None,
+                "from": "/".join((*rel, file)), "audio_missing": not has_audio}
+        write_json_new(moved_sidecar, {**record, "rejected": note})
+    # 3. the take leaves renders/<kind>/<name>/
+    if has_audio:
+        audio.unlink()
+    sidecar.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return Rejected(audio if has_audio else sidecar, moved_audio if has_audio else moved_sidecar, moved_sidecar)
+
+
+def _regular_file(path: Path, where: str, missing: str) -> None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise InputError(where, missing) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(where, f"{path.name} is a symbolic link; only takes audiohost wrote can be rejected")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(where, f"{path.name} is not a file")
+
+
+def _same_take(a: Optional[dict], b: dict) -> bool:
+    if not a:
+        return False
+    if a.get("take_id") and b.get("take_id"):
+        return a["take_id"] == b["take_id"]
+    return (a.get("job_key"), a.get("take_index"), a.get("file")) == (b.get("job_key"), b.get("take_index"), b.get("file"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class TakeRow:
+    """One take of a project as ``audiohost takes list`` shows it."""
+
+    path: str  # relative to the project: renders/foley/rain/rain_t01.wav
+    kind: str
+    name: str
+    take: int  # the number in the file name
+    state: str  # kept | rejected | missing audio
+    preset: Optional[str]
+    seed: Optional[int]
+    loudness: Optional[float]  # integrated LUFS as delivered (None: inpainted, or silence)
+    true_peak: Optional[float]  # dBTP as delivered
+    clap_score: Optional[float]  # when the take has been ranked
+    rendered_at: Optional[str]
+    rejected_at: Optional[str] = None
+    prompt: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_takes(project_root: Path) -> list[TakeRow]:
+    """Every take of the project: kept ones, ones whose audio is missing (rendered again on the
+    next run) and rejected ones, sorted by kind, name and take number."""
+    root = Path(project_root).resolve()
+    renders = root / RENDERS
+    rows: list[TakeRow] = []
+    for kind in KINDS:
+        for folder in _folders(renders / kind):
+            for sidecar in _take_sidecars(folder):
+                record = read_sidecar(sidecar)
+                if _is_take(record):
+                    state = "kept" if (folder / record["file"]).is_file() else "missing audio"
+                    rows.append(_row(root, folder / record["file"], kind, folder.name, record, state))
+        for folder in _folders(renders / REJECTED / kind):
+            for sidecar in _take_sidecars(folder):
+                record = read_sidecar(sidecar)
+                if _is_take(record):
+                    rows.append(_row(root, folder / record["file"], kind, folder.name, record, "rejected"))
+    return sorted(rows, key=lambda r: (KINDS.index(r.kind), r.name, r.take, r.path))
+
+
+def _folders(parent: Path) -> list[Path]:
+    try:
+        return sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _take_sidecars(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith(".") and p.is_file())
+
+
+def _is_take(record: Optional[dict]) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("job_key"), str)
+        and isinstance(record.get("take_index"), int)
+        and isinstance(record.get("file"), str)
+        and "/" not in record["file"]
+    )
+
+
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _row(root: Path, audio: Path, kind: str, name: str, record: dict, state: str) -> TakeRow:
+    levels = record.get("levels") if isinstance(record.get("levels"), dict) else {}
+    preset = record.get("preset") if isinstance(record.get("preset"), dict) else {}
+    rejected = record.get("rejected") if isinstance(record.get("rejected"), dict) else {}
+    seed = record.get("seed")
+    return TakeRow(
+        path=audio.relative_to(root).as_posix(),
+        kind=kind,
+        name=name,
+        take=record["take"] if isinstance(record.get("take"), int) else 0,
+        state=state,
+        preset=preset.get("name"),
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        loudness=_number(levels.get("loudness_out")),
+        true_peak=_number(levels.get("true_peak_out")),
+        clap_score=_number(record.get("clap_score")),
+        rendered_at=record.get("rendered_at"),
+        rejected_at=rejected.get("at"),
+        prompt=record.get("prompt"),
+    )
+
+
+__all__ = ["Rejected", "TakeRow", "list_takes", "reject_take"]
