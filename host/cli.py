@@ -321,7 +321,7 @@ def _num(value, fmt: str) -> str:
 
 
 def _takes_reject(args) -> int:
-    from host.output.library import reject_take
+    from host.output.library import reject_take, relative_base
 
     root = _project_root(args.project)
     failed = 0
@@ -329,12 +329,9 @@ def _takes_reject(args) -> int:
         given = Path(text).expanduser()
         # a path as the shell completed it (from here), else relative to the project, else to its
         # renders/ (as `takes list` shows them)
-        if given.is_absolute() or os.path.lexists(given):
-            base = Path.cwd()
-        else:
-            base = root if os.path.lexists(root / given) or given.parts[:1] == ("renders",) else root / "renders"
+        base = Path.cwd() if given.is_absolute() or os.path.lexists(given) else relative_base(root, given)
         try:
-            done = reject_take(root, given, base=base, tag=args.tag, via="cli", where=text)
+            done = reject_take(root, text, base=base, tag=args.tag, via="cli", where=text or "take")
         except InputError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1

@@ -335,6 +335,18 @@ class RenderHost:
         log.error("%s", err)
         self.announcer.send("/audiohost/error", ["folder", str(err)[:300]])
 
+    # ---------------------------------------------------------------- takes
+    def reject(self, project: Project, path: str, tag: str, where: str):
+        """Reject a take of a served project (``path`` absolute, or relative to the project or its
+        renders/): moved to renders/.rejected/, never rendered again (host.output.library)."""
+        from host.output.library import reject_take, relative_base
+
+        given = Path(path).expanduser()
+        base = project.root if given.is_absolute() else relative_base(project.root, given)
+        done = reject_take(project.root, given, base=base, tag=tag, via="osc", where=where)
+        log.info("rejected %s -> %s (%s)", done.take, done.moved_to, where)
+        return done
+
     # ---------------------------------------------------------------- control
     def cancel(self, job_id: int, where: str, canceller=None) -> str:
         """"cancelled" (it had not started), "running" (it stops at the next denoising step and

@@ -108,6 +108,17 @@ def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = 
     return Rejected(audio if has_audio else sidecar, moved_audio if has_audio else moved_sidecar, moved_sidecar)
 
 
+def relative_base(project_root: Path, given: str | Path) -> Path:
+    """What a relative take path is relative to: the project when it names something there (or
+    starts with ``renders/``), else the project's ``renders/`` (as ``audiohost takes list`` shows
+    takes)."""
+    root = Path(project_root)
+    given = Path(given)
+    if os.path.lexists(root / given) or given.parts[:1] == (RENDERS,):
+        return root
+    return root / RENDERS
+
+
 def _regular_file(path: Path, where: str, missing: str) -> None:
     try:
         st = os.lstat(path)
@@ -233,4 +244,4 @@ def _row(root: Path, audio: Path, kind: str, name: str, record: dict, state: str
     )
 
 
-__all__ = ["Rejected", "TakeRow", "list_takes", "reject_take"]
+__all__ = ["Rejected", "TakeRow", "list_takes", "reject_take", "relative_base"]
