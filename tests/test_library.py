@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import struct
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -22,6 +22,7 @@ from host.cli import main
 from host.config.presets import BUILTIN_DIR, preset_library
 from host.config.project import load_project
 from host.config.ucs import lookup
+from host.errors import InputError
 from host.jobs.build import job_from_preset
 from host.output.metadata import rescale
 from host.output.takes import take_base
@@ -248,6 +249,13 @@ def test_ucs_naming_names_files_and_switching_naming_renders_nothing_again(tmp_p
     assert sidecar(third["door-creak"].files[0])["ucs"] == {"cat_id": "DOORCreak", "creator_id": "AH", "source_id": "Demo"}
     assert {o.status for o in render(runner, root).values()} == {"cached"}
 
+    # a UCS-named take deleted by hand comes back under its name; rejected, a new number replaces it
+    ucs_take = third["door-creak"].files[0]
+    ucs_take.unlink()
+    assert [p.name for p in render(runner, root)["door-creak"].files] == [ucs_take.name]
+    assert reject(root, str(ucs_take)) == 0
+    assert [p.name for p in render(runner, root)["door-creak"].files] == ["DOORCreak_Door Creak_AH_Demo_t02.wav"]
+
 
 def test_a_stem_restyled_with_two_presets_gets_two_names_and_two_numberings(tmp_path, runner):
     root = make_project(tmp_path / "p")
@@ -366,6 +374,32 @@ def test_reject_moves_only_takes_inside_renders(tmp_path, runner, capsys):
     assert reject(root, str(t1)) == 0  # absolute is fine
     assert reject(root, "renders/.rejected/foley/door/door_t01.wav", cwd=root) == 1
     assert "rejected already" in capsys.readouterr().err
+
+
+def test_a_take_folder_swapped_for_a_link_after_the_check_leads_nowhere(tmp_path, runner, monkeypatch):
+    """The path is checked, then the take folder becomes a symlink to a look-alike outside the
+    project: nothing outside is moved, and the project's take stays where it was."""
+    import host.output.library as library
+
+    root = make_project(tmp_path / "p", cue("door", takes=1))
+    [take] = render(runner, root)["door"].files
+    outside = tmp_path / "outside"
+    shutil.copytree(take.parent, outside)
+    real = take.parent.with_name("door-real")
+    checked = library.confine
+
+    def confine_then_swap(*args, **kwargs):
+        result = checked(*args, **kwargs)
+        take.parent.rename(real)
+        take.parent.symlink_to(outside, target_is_directory=True)
+        return result
+
+    monkeypatch.setattr(library, "confine", confine_then_swap)
+    with pytest.raises(InputError, match="a link, or gone"):
+        library.reject_take(root, take)
+    assert sorted(p.name for p in outside.iterdir()) == ["door_t01.json", "door_t01.wav"]
+    assert sorted(p.name for p in real.iterdir()) == ["door_t01.json", "door_t01.wav"]
+    assert not list((root / "renders" / ".rejected").rglob("*.wav"))
 
 
 def test_a_rejection_cut_short_is_finished_by_rejecting_again(tmp_path, runner):

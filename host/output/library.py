@@ -17,7 +17,9 @@ is finished by rejecting the same take again.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import stat
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -26,8 +28,8 @@ from typing import Any, Optional
 
 from host.config.paths import confine
 from host.errors import InputError
-from host.output.files import write_json_new
-from host.output.takes import REJECTED, RENDERS, read_sidecar, rejected_folder
+from host.output.files import PARTIAL_SUFFIX
+from host.output.takes import REJECTED, RENDERS, read_sidecar
 
 KINDS = ("foley", "restyle", "inpaint")
 
@@ -63,49 +65,126 @@ def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = 
     if len(rel) != 2 or rel[0] not in KINDS:
         raise InputError(where, f"'{text}' is not a take: takes are the files in {RENDERS}/<kind>/<name>/")
     sidecar = target if target.suffix == ".json" else target.with_suffix(".json")
-    _regular_file(sidecar, where, f"'{text}' has no sidecar ({sidecar.name}); without it audiohost does not know the take (delete the file instead)")
-    if target != sidecar:
-        _regular_file(target, where, f"no take '{text}'")
-    record = read_sidecar(sidecar)
-    if not record or not isinstance(record.get("job_key"), str) or not isinstance(record.get("take_index"), int) or not isinstance(record.get("file"), str):
-        raise InputError(where, f"{sidecar.name} is not an audiohost take sidecar")
-    file = record["file"]
-    if "/" in file or "\\" in file or file in ("", ".", ".."):
-        raise InputError(where, f"{sidecar.name} names an odd file '{file}'")
-    audio = folder / file
-    if target != sidecar and audio != target:
-        raise InputError(where, f"the sidecar beside '{text}' belongs to {file}")
-    has_audio = os.path.lexists(audio)
-    if has_audio:
-        _regular_file(audio, where, f"the take's audio {file} is not a regular file")
+    # From here every step goes through folder descriptors opened one component at a time without
+    # following links, so a folder swapped for a symlink after the checks above cannot lead out.
+    with _walk(renders, rel, where) as src:
+        _regular_file(src, sidecar.name, where, f"'{text}' has no sidecar ({sidecar.name}); without it audiohost does not know the take (delete the file instead)")
+        if target != sidecar:
+            _regular_file(src, target.name, where, f"no take '{text}'")
+        record = _read_json(src, sidecar.name)
+        if not record or not isinstance(record.get("job_key"), str) or not isinstance(record.get("take_index"), int) or not isinstance(record.get("file"), str):
+            raise InputError(where, f"{sidecar.name} is not an audiohost take sidecar")
+        file = record["file"]
+        if "/" in file or "\\" in file or file in ("", ".", "..") or file.startswith("."):
+            raise InputError(where, f"{sidecar.name} names an odd file '{file}'")
+        if target != sidecar and file != target.name:
+            raise InputError(where, f"the sidecar beside '{text}' belongs to {file}")
+        audio_st = _lstat(src, file)
+        if audio_st is not None:
+            _regular_file(src, file, where, f"the take's audio {file} is not a regular file")
+        with _walk(renders, (REJECTED, *rel), where, create=True) as dst:
+            shown = f"{RENDERS}/{REJECTED}/{'/'.join(rel)}"
+            # nothing is overwritten: a file already there must be this very take (a rejection cut short)
+            there = _lstat(dst, file)
+            if audio_st is not None and there is not None and (there.st_dev, there.st_ino) != (audio_st.st_dev, audio_st.st_ino):
+                raise InputError(where, f"{shown}/{file} exists already; move it away first")
+            earlier = _read_json(dst, sidecar.name) if _lstat(dst, sidecar.name) is not None else None
+            if _lstat(dst, sidecar.name) is not None and not _same_take(earlier, record):
+                raise InputError(where, f"{shown}/{sidecar.name} exists already; move it away first")
 
-    dest = rejected_folder(folder)
-    dest.mkdir(parents=True, exist_ok=True)
-    if confine(dest, [renders], where) != dest.resolve() or dest.resolve().parent.parent.name != REJECTED:
-        raise InputError(where, f"{RENDERS}/{REJECTED}/ leads outside the project's renders folder")
-    dest = dest.resolve()
-    moved_audio, moved_sidecar = dest / audio.name, dest / sidecar.name
-    # nothing is overwritten: a file already there must be this very take (a rejection cut short)
-    if has_audio and os.path.lexists(moved_audio) and not os.path.samefile(moved_audio, audio):
-        raise InputError(where, f"{RENDERS}/{REJECTED}/{'/'.join(rel)}/{audio.name} exists already; move it away first")
-    earlier = read_sidecar(moved_sidecar) if os.path.lexists(moved_sidecar) else None
-    if os.path.lexists(moved_sidecar) and not _same_take(earlier, record):
-        raise InputError(where, f"{RENDERS}/{REJECTED}/{'/'.join(rel)}/{sidecar.name} exists already; move it away first")
+            # 1. the audio gets its second name in .rejected (both names hold it: nothing can be lost)
+            if audio_st is not None and there is None:
+                os.link(file, file, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+            # 2. the rejection recorded: from here on the take counts as rejected
+            if earlier is None:
+                note = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "via": via, "tag": tag or None,
+                        "from": "/".join((*rel, file)), "audio_missing": audio_st is None}
+                _write_json_new(dst, sidecar.name, {**record, "rejected": note})
+            os.fsync(dst)
+            # 3. the take leaves renders/<kind>/<name>/
+            if audio_st is not None:
+                os.unlink(file, dir_fd=src)
+            try:
+                os.unlink(sidecar.name, dir_fd=src)
+            except FileNotFoundError:
+                pass
+            os.fsync(src)
+    dest = renders.resolve() / REJECTED / rel[0] / rel[1]
+    if audio_st is not None:
+        return Rejected(folder / file, dest / file, dest / sidecar.name)
+    return Rejected(folder / sidecar.name, dest / sidecar.name, dest / sidecar.name)
 
-    # 1. the audio gets its second name in .rejected (both names hold it: nothing can be lost)
-    if has_audio and not os.path.lexists(moved_audio):
-        os.link(audio, moved_audio)
-    # 2. the rejection recorded: from here on the take counts as rejected
-    if earlier is None:
-        note = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "via": via, "tag": tag or None,
-                "from": "/".join((*rel, file)), "audio_missing": not has_audio}
-        write_json_new(moved_sidecar, {**record, "rejected": note})
-    # 3. the take leaves renders/<kind>/<name>/
-    if has_audio:
-        audio.unlink()
-    sidecar.unlink(missing_ok=True)
-    _fsync_dir(folder)
-    return Rejected(audio if has_audio else sidecar, moved_audio if has_audio else moved_sidecar, moved_sidecar)
+
+class _walk:
+    """A folder under ``renders`` opened one component at a time, never following a link (and,
+    with ``create``, made where missing); the descriptor while the ``with`` lasts."""
+
+    def __init__(self, renders: Path, parts: tuple[str, ...], where: str, create: bool = False):
+        self.renders, self.parts, self.where, self.create = renders, parts, where, create
+        self.fd = -1
+
+    def __enter__(self) -> int:
+        fd = os.open(self.renders, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in self.parts:
+                if self.create:
+                    try:
+                        os.mkdir(part, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                try:
+                    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    raise InputError(self.where, f"{RENDERS}/{'/'.join(self.parts)} is not a folder of the project's renders (a link, or gone)") from None
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return fd
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def _lstat(dir_fd: int, name: str) -> Optional[os.stat_result]:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _read_json(dir_fd: int, name: str) -> Optional[dict]:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(1 << 24)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json_new(dir_fd: int, name: str, data: dict) -> None:
+    """``name`` in the folder ``dir_fd`` as a new, whole JSON file (written aside, then linked)."""
+    payload = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    tmp = f".{name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
 
 
 def relative_base(project_root: Path, given: str | Path) -> Path:
@@ -119,15 +198,14 @@ def relative_base(project_root: Path, given: str | Path) -> Path:
     return root / RENDERS
 
 
-def _regular_file(path: Path, where: str, missing: str) -> None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        raise InputError(where, missing) from None
+def _regular_file(dir_fd: int, name: str, where: str, missing: str) -> None:
+    st = _lstat(dir_fd, name)
+    if st is None:
+        raise InputError(where, missing)
     if stat.S_ISLNK(st.st_mode):
-        raise InputError(where, f"{path.name} is a symbolic link; only takes audiohost wrote can be rejected")
+        raise InputError(where, f"{name} is a symbolic link; only takes audiohost wrote can be rejected")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(where, f"{path.name} is not a file")
+        raise InputError(where, f"{name} is not a file")
 
 
 def _same_take(a: Optional[dict], b: dict) -> bool:
@@ -136,19 +214,6 @@ def _same_take(a: Optional[dict], b: dict) -> bool:
     if a.get("take_id") and b.get("take_id"):
         return a["take_id"] == b["take_id"]
     return (a.get("job_key"), a.get("take_index"), a.get("file")) == (b.get("job_key"), b.get("take_index"), b.get("file"))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- listing
