@@ -412,6 +412,24 @@ def test_a_rejection_cut_short_is_finished_by_rejecting_again(tmp_path, runner):
     assert sorted(p.name for p in dest.iterdir()) == ["door_t01.json", "door_t01.wav"] and not take.exists()
 
 
+def test_reject_on_a_filesystem_without_hard_links(tmp_path, runner, monkeypatch):
+    import errno
+
+    root = make_project(tmp_path / "p", cue("door", takes=1))
+    [take] = render(runner, root)["door"].files
+    data = take.read_bytes()
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # as on FAT, exFAT or an SMB share
+    assert reject(root, str(take)) == 0
+    moved = root / "renders" / ".rejected" / "foley" / "door"
+    assert (moved / take.name).read_bytes() == data and not take.exists()
+    assert json.loads((moved / "door_t01.json").read_text())["rejected"]["via"] == "cli"
+    assert not [p for p in moved.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
 def test_takes_list_shows_state_loudness_clap_score_and_seed(tmp_path, runner, capsys):
     root = make_project(tmp_path / "p", cue("door", takes=3, seed=40))
     t1, t2, t3 = render(runner, root)["door"].files

@@ -17,6 +17,7 @@ is finished by rejecting the same take again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -64,6 +65,13 @@ def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = 
         raise InputError(where, f"'{text}' is rejected already")
     if len(rel) != 2 or rel[0] not in KINDS:
         raise InputError(where, f"'{text}' is not a take: takes are the files in {RENDERS}/<kind>/<name>/")
+    try:
+        return _move(renders, folder, rel, target, text, tag, via, where)
+    except OSError as err:
+        raise InputError(where, f"cannot move the take: {err.strerror or type(err).__name__}") from None
+
+
+def _move(renders: Path, folder: Path, rel: tuple[str, ...], target: Path, text: str, tag: str, via: str, where: str) -> Rejected:
     sidecar = target if target.suffix == ".json" else target.with_suffix(".json")
     # From here every step goes through folder descriptors opened one component at a time without
     # following links, so a folder swapped for a symlink after the checks above cannot lead out.
@@ -92,9 +100,10 @@ def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = 
             if _lstat(dst, sidecar.name) is not None and not _same_take(earlier, record):
                 raise InputError(where, f"{shown}/{sidecar.name} exists already; move it away first")
 
-            # 1. the audio gets its second name in .rejected (both names hold it: nothing can be lost)
+            # 1. the audio gets its second name in .rejected (both names hold it: nothing can be
+            # lost); where the filesystem has no hard links it moves there now
             if audio_st is not None and there is None:
-                os.link(file, file, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+                _place(src, file, dst, file)
             # 2. the rejection recorded: from here on the take counts as rejected
             if earlier is None:
                 note = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "via": via, "tag": tag or None,
@@ -102,7 +111,7 @@ def reject_take(project_root: Path, path: str | Path, *, base: Optional[Path] = 
                 _write_json_new(dst, sidecar.name, {**record, "rejected": note})
             os.fsync(dst)
             # 3. the take leaves renders/<kind>/<name>/
-            if audio_st is not None:
+            if audio_st is not None and _lstat(src, file) is not None:
                 os.unlink(file, dir_fd=src)
             try:
                 os.unlink(sidecar.name, dir_fd=src)
@@ -148,6 +157,25 @@ class _walk:
         os.close(self.fd)
 
 
+# os.link fails with these where the filesystem has no hard links (FAT, exFAT, many SMB shares)
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK})
+
+
+def _place(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
+    """``src`` (in folder ``src_fd``) also at ``dst`` (in ``dst_fd``), never replacing a file: a
+    hard link, or where the filesystem has none a rename after checking ``dst`` is free (the
+    file then leaves ``src``)."""
+    try:
+        os.link(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+        return
+    except OSError as err:
+        if err.errno not in _NO_HARD_LINKS:
+            raise
+    if _lstat(dst_fd, dst) is not None:
+        raise FileExistsError(errno.EEXIST, "exists", dst)
+    os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+
+
 def _lstat(dir_fd: int, name: str) -> Optional[os.stat_result]:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -179,7 +207,7 @@ def _write_json_new(dir_fd: int, name: str, data: dict) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        _place(dir_fd, tmp, dir_fd, name)
     finally:
         try:
             os.unlink(tmp, dir_fd=dir_fd)
