@@ -25,7 +25,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import soundfile as sf
@@ -40,7 +40,7 @@ from host.jobs.job import Job
 from host.output.files import file_sha256, write_json_new
 from host.output.sidecar import write_take
 from host.output.takes import REJECTED, RENDERS
-from host.plan.takes import plan_recall, render_work
+from host.plan.takes import Limits, job_input, plan_recall, render_work
 from host.render.backend import BatchSlot, RenderWork, environment, library_versions
 
 RECALL_SUFFIX = "_recall"
@@ -236,11 +236,10 @@ def recall(
     anyway: bool = False,
     device: Optional[str] = None,
     model=None,
-    load: Optional[Callable[..., Any]] = None,
 ) -> RecallReport:
     """Recall the take of ``sidecar``: see the module docstring. ``model``: a loaded model to use
-    (else it is loaded, by ``load``, default :func:`host.engine.models.load_model`). Raises
-    InputError when the take cannot be rendered at all (sidecar unreadable, input gone)."""
+    (else the sidecar's is loaded). Raises InputError when the take cannot be rendered at all
+    (sidecar unreadable, input gone, model not here)."""
     from host.engine.models import fingerprint, pick_device
 
     # 1. the sidecar
@@ -250,18 +249,18 @@ def recall(
 
     # 2. what differs
     if model is not None:
-        revision, where = model.revision, str(model.device)
+        revision, device_now = model.revision, str(model.device)
         if model.id != spec.model_id:
             raise InputError(str(sidecar), f"rendered with {spec.model_id}, the loaded model is {model.id}")
     else:
         revision = fingerprint(spec.model_id)[1]
         try:
-            where = str(pick_device(device or env.get("device") or None))
+            device_now = str(pick_device(device or env.get("device") or None))
         except InputError:
             if device:
                 raise
-            where = str(pick_device(None))  # the recorded device is not here: said below
-    report = RecallReport(spec, differences(spec, revision, where))
+            device_now = str(pick_device(None))  # the recorded device is not here: said below
+    report = RecallReport(spec, differences(spec, revision, device_now))
     if report.differences and not anyway:
         return report
 
@@ -269,7 +268,7 @@ def recall(
     if model is None:
         from host.engine.models import load_model
 
-        model = (load or load_model)(spec.model_id, device=where, threads=threads or None)
+        model = load_model(spec.model_id, device=device_now, threads=threads or None)
     import torch
 
     before = torch.get_num_threads()
@@ -336,8 +335,6 @@ def write_recall(spec: RecallSpec, done: Finished, to: Optional[Path]) -> Path:
     original's name in ``to`` (``_recall``, then ``_recall-2``, ... when taken). Never overwrites.
     It carries the original's metadata (its take id and date; the levels measured now) and, for
     an inpainted take, the input's chunks."""
-    from host.plan.takes import job_input
-
     stem = spec.original.stem if spec.record.get("file") else f"{spec.job.name}_t{spec.number:02d}"
     folder = Path(to) if to is not None else spec.sidecar.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -346,7 +343,7 @@ def write_recall(spec: RecallSpec, done: Finished, to: Optional[Path]) -> Path:
     record = {**spec.record, "levels": done.levels}
     if not record.get("take_id"):
         record["take_id"] = uuid.uuid4().hex  # a sidecar older than take ids
-    carried = job_input(spec.job, _limits())[2] if spec.job.kind == "inpaint" else None
+    carried = job_input(spec.job, Limits())[2] if spec.job.kind == "inpaint" else None
     for name in names:
         path = folder / name
         if path.exists() or path.with_suffix(".json").exists():
@@ -378,12 +375,6 @@ def write_recall_sidecar(spec: RecallSpec, report: RecallReport, model) -> Optio
     except FileExistsError:
         return None
     return sidecar
-
-
-def _limits():
-    from host.plan.takes import Limits
-
-    return Limits()
 
 
 def compare(original: Path, recalled: Path) -> tuple[float, int, int]:

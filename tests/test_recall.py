@@ -86,6 +86,24 @@ def test_recall_of_a_restyle_rendered_with_its_sibling_takes(tmp_path, runner, t
     assert report.identical
 
 
+def test_recall_of_a_region_restyle_requested_over_osc(tmp_path, runner, tiny_model):
+    from host.config.presets import Preset
+    from host.config.project import DEFAULT_PRESET_HASH, load_project
+    from host.jobs.build import job_from_preset
+
+    root = make_project(tmp_path / "p")
+    stem = root / "session" / "pluck.wav"
+    write_tone(stem, 2.0, 44100)
+    preset = Preset(kind="restyle", prompt="steel drum", steps=2, strength=0.5, takes=2, seed=8)
+    job = job_from_preset(load_project(root), "pluck", "restyle-x", DEFAULT_PRESET_HASH, preset, input=stem, source="osc", region=(0.5, 1.0))
+    [outcome] = runner.run([job])
+    assert outcome.status == "rendered", outcome.error
+    for take in outcome.files:
+        assert sidecar(take)["region"] == [0.5, 1.0]
+        report = recall(take.with_suffix(".json"), model=tiny_model)
+        assert report.identical, report.as_dict()
+
+
 def test_recall_says_what_differs_and_renders_only_anyway(tmp_path, runner, capsys):
     root = make_project(tmp_path / "p", cue("door", seed=33))
     [take] = render(runner, root)["door"].files
