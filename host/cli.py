@@ -1,4 +1,4 @@
-"""The command line: ``audiohost render``, ``presets``, ``serve``, ``status``, ``request`` and ``daw``."""
+"""The command line: ``audiohost render``, ``presets``, ``takes``, ``recall``, ``serve``, ``status``, ``request`` and ``daw``."""
 
 from __future__ import annotations
 
@@ -90,6 +90,38 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--state-dir", type=Path, default=None)
     st.add_argument("--all", action="store_true", help="include finished jobs")
     st.set_defaults(func=_status)
+
+    t = sub.add_parser("takes", help="list a project's takes, or reject some", description="A project's takes: list them with their state, or reject takes so they are not rendered again.")
+    tsub = t.add_subparsers(title="actions", metavar="ACTION")
+    tl = tsub.add_parser("list", help="every take with its state, loudness, CLAP score and seed", description="Every take of the project: kept, missing audio (rendered again on the next run) or rejected.")
+    tl.add_argument("project", type=Path)
+    tl.add_argument("--json", action="store_true", help="one JSON object per take, as a JSON list")
+    tl.set_defaults(func=_takes_list)
+    tr = tsub.add_parser(
+        "reject", help="move takes to renders/.rejected/ so they are not rendered again",
+        description="Move each take (its audio or its sidecar) and its sidecar to renders/.rejected/, keeping their layout, and record the rejection: "
+        "the next run does not render that take again and renders a replacement with a fresh seed when the cue wants more takes than are kept. "
+        "Paths are relative to the current folder, or else to the project.",
+    )
+    tr.add_argument("project", type=Path)
+    tr.add_argument("takes", nargs="+", metavar="TAKE", help="a take's audio file or sidecar, inside the project's renders/")
+    tr.add_argument("--tag", default="", help="a note kept with the rejection")
+    tr.set_defaults(func=_takes_reject)
+    t.set_defaults(func=lambda a: (t.print_help(), 2)[1])
+
+    rc = sub.add_parser(
+        "recall", help="render a take again from its sidecar, bit-identical on the same setup",
+        description="Render the take a sidecar describes again (model and revision, prompt, seed, batch, steps, guidance, scheduler, strength, "
+        "gaps, region, input, preset chain, delivery) and write it beside the original with a _recall suffix (or into --to DIR), never over a file. "
+        "Where the model revision, the library versions, the device or the input differ from when the take was rendered, say which and "
+        "render nothing, unless --anyway. Exit 0 when the recalled take is bit-identical to the original (or --anyway rendered it), 1 otherwise.",
+    )
+    rc.add_argument("sidecar", type=Path, metavar="SIDECAR.json")
+    rc.add_argument("--to", type=Path, metavar="DIR", help="write the recalled take into DIR (default: beside the original)")
+    rc.add_argument("--anyway", action="store_true", help="render even where something differs, and report the largest sample difference")
+    rc.add_argument("--device", help="render on this device (default: the one the take was rendered on, if it is here)")
+    rc.add_argument("--json", action="store_true", help="print what recall found as one JSON object")
+    rc.set_defaults(func=_recall)
 
     from host.client.request import add_parser as add_request_parser
     from host.daw.install import add_parser as add_daw_parser
@@ -267,6 +299,105 @@ def _presets_check(args) -> int:
     if not problems:
         print("all presets valid")
     return 0 if not problems else 1
+
+
+# ---------------------------------------------------------------------- takes and recall
+def _project_root(path: Path) -> Path:
+    from host.config.project import load_project
+
+    return load_project(path).root
+
+
+def _takes_list(args) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from host.output.library import list_takes
+
+    root = _project_root(args.project)
+    rows = list_takes(root)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"{root.name} has no takes yet")
+        return 0
+    table = Table(title=f"{root.name}: {sum(r.state == 'kept' for r in rows)} kept, {sum(r.state == 'rejected' for r in rows)} rejected, {sum(r.state == 'missing audio' for r in rows)} missing audio")
+    table.add_column("take (in renders/)", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("preset", overflow="fold")
+    for col in ("seed", "LUFS", "dBTP", "CLAP"):
+        table.add_column(col, justify="right", no_wrap=True)
+    colours = {"kept": "green", "rejected": "red", "missing audio": "yellow"}
+    for r in rows:
+        table.add_row(
+            escape(r.path.removeprefix("renders/")), f"[{colours[r.state]}]{r.state}[/{colours[r.state]}]", escape(r.preset or ""),
+            "" if r.seed is None else str(r.seed), _num(r.loudness, "{:.1f}"), _num(r.true_peak, "{:.1f}"), _num(r.clap_score, "{:.3f}"),
+        )
+    Console().print(table)
+    return 0
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _takes_reject(args) -> int:
+    from host.output.library import reject_take, relative_base
+
+    root = _project_root(args.project)
+    failed = 0
+    for text in args.takes:
+        given = Path(text).expanduser()
+        # a path as the shell completed it (from here), else relative to the project, else to its
+        # renders/ (as `takes list` shows them)
+        base = Path.cwd() if given.is_absolute() or os.path.lexists(given) else relative_base(root, given)
+        try:
+            done = reject_take(root, text, base=base, tag=args.tag, via="cli", where=text or "take")
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"rejected {_rel(done.take, root)} -> {_rel(done.moved_to, root)}")
+    return 0 if not failed else 1
+
+
+def _recall(args) -> int:
+    import json
+
+    from host.recall import recall
+
+    report = recall(args.sidecar, to=args.to, anyway=args.anyway, device=args.device)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    for line in report.differences:
+        print(f"differs: {line}", file=sys.stderr)
+    if not report.rendered:
+        print("not rendered: with these differences the recalled take may not be bit-identical; --anyway renders it and reports the largest sample difference", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"recalled {report.path}")
+        for note in report.notes:
+            print(f"note: {note}")
+        if report.max_difference is not None:
+            if report.identical:
+                print(f"bit-identical to {report.original.name}")
+            else:
+                print(f"largest sample difference against {report.original.name}: {_dbfs(report.max_difference)}"
+                      + (f"; {report.length_difference:+d} frames" if report.length_difference else ""))
+    if report.identical is False and not report.differences:
+        print("error: nothing differs from when the take was rendered, yet the recalled take is not bit-identical", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dbfs(value: float) -> str:
+    import math
+
+    return f"{value:.3g} ({20 * math.log10(value):.1f} dBFS)" if value > 0 else "0"
 
 
 # ---------------------------------------------------------------------- daemon

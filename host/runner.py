@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +24,14 @@ from typing import Callable, Hashable, Optional, Sequence
 
 from host.errors import InputError
 from host.finish.chain import build_chain
-from host.finish.take import Finished, deliver, fill_gaps
+from host.finish.take import Finished, finish_take
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS
 from host.jobs.job import Job
-from host.output.files import write_audio_new
-from host.output.sidecar import take_record
-from host.output.takes import TakeIndex, take_folder
+from host.output.metadata import take_time_reference
+from host.output.sidecar import take_record, write_take
+from host.output.takes import TakeIndex, kept_takes, take_folder, takes_for_key
 from host.plan.takes import Limits, TakePlan, plan_takes, render_work
-from host.render.backend import ModelInfo, Rendered, RenderBackend
+from host.render.backend import BatchSlot, ModelInfo, Rendered, RenderBackend, environment
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ class Runner:
         return Outcome(job, "rendered", self.files(plan), seconds=time.monotonic() - started)
 
     def files(self, plan: TakePlan) -> list[Path]:
-        takes = self.index.takes(plan.folder, plan.job.name, plan.key)
-        return [takes[i].audio for i in sorted(takes) if takes[i].complete and i < plan.job.preset.takes]
+        kept = kept_takes(self.index.lookup(plan.folder, plan.key), plan.job.preset.takes)
+        return [kept[i].audio for i in sorted(kept)]
 
     # ------------------------------------------------------------------ all three, for a list of jobs
     def run(self, jobs: Sequence[Job], on_progress: Optional[OnProgress] = None, cancel=None, force: bool = False) -> list[Outcome]:
@@ -166,43 +167,37 @@ class Runner:
     def _finish_takes(self, plan: TakePlan, rendered: Rendered) -> None:
         job = plan.job
         board = build_chain(list(job.preset.chain), where=f"preset {job.preset_name}")  # its paths were made absolute when it was loaded
-        info = self.info
-        for index, wave in zip(plan.todo, rendered.waves):
-            if job.kind == "inpaint":
-                done = fill_gaps(plan.stem, wave, info.sample_rate, plan.gaps, plan.windows, board, job.delivery.true_peak)
-            else:
-                length = None
-                if job.kind == "restyle":
-                    length = int(round(plan.stem.audio.shape[1] * job.delivery.sample_rate / plan.stem.rate))
-                done = deliver(wave, info.sample_rate, job.delivery, board, length)
-                if job.kind == "restyle":
-                    done.extra["strength"] = job.preset.strength
-                else:
-                    done.extra["duration"] = job.preset.duration
-            self._publish(plan, index, done, rendered.seconds)
+        if plan.naming_note:
+            log.warning("%s: %s", job.name, plan.naming_note)
+        for k, (index, wave) in enumerate(zip(plan.todo, rendered.waves)):
+            done = finish_take(plan, wave, self.info.sample_rate, board)
+            self._publish(plan, index, done, rendered.seconds, rendered.batch(k))
 
-    def _publish(self, plan: TakePlan, index: int, done: Finished, seconds: float) -> None:
-        """Claim the take (its sidecar) and write its audio: whole or not at all."""
+    def _publish(self, plan: TakePlan, index: int, done: Finished, seconds: float, batch: Optional[BatchSlot] = None) -> None:
+        """Claim the take (its sidecar) and write its audio with its metadata: whole or not at all."""
         if plan.source is not None and not plan.source.unchanged():
             raise InputChanged(plan.job.input)
         job, info = plan.job, self.info
+        offset = job.region[0] if job.region is not None else 0.0
         record = take_record(
             job, seed=plan.seeds[index], model_id=info.id, model_revision=info.revision, model_family=info.family,
             input_sha256=plan.input_sha256, delivery=done.delivery, levels=done.levels, duration=done.seconds,
-            render_seconds=seconds, extra=done.extra,
+            render_seconds=seconds, extra=done.extra, take_id=uuid.uuid4().hex,
+            time_reference=0 if job.kind == "foley" else take_time_reference(plan.carried, done.rate, offset),
+            batch=batch.as_dict() if batch is not None else None, environment=environment(info), naming_note=plan.naming_note,
         )
         try:
-            take = self.index.claim(plan.folder, job.name, plan.key, index, done.format, record, unfinished=plan.unfinished.get(index))
+            take = self.index.claim(plan.folder, plan.base or job.name, plan.key, index, done.format, record, unfinished=plan.unfinished.get(index))
         except PermissionError as err:
             raise InputError(str(plan.folder), f"cannot write takes there: {err.strerror or 'permission denied'}") from None
         try:
-            write_audio_new(take.audio, done.audio, done.rate, done.bit_depth, done.format, done.subtype)
+            write_take(take.audio, done, record, take.number, plan.carried if job.kind == "inpaint" else None)
         except BaseException as err:
-            self.index.release(plan.folder, job.name, plan.key, take)
+            self.index.release(plan.folder, plan.key, take)
             if isinstance(err, OSError) and not isinstance(err, FileExistsError):
                 raise InputError(str(plan.folder), f"cannot write takes there: {err.strerror or type(err).__name__}") from None
             raise
-        self.index.published(plan.folder, job.name)
+        self.index.published(plan.folder)
 
 
 class Finisher:
@@ -252,7 +247,8 @@ def batches(jobs: Sequence[Job], batch_size: int) -> list[list[int]]:
 
 
 def cached_takes(job: Job, model_id: str, model_revision: str, index: Optional[TakeIndex] = None) -> int:
-    """How many of the job's takes are already on disk for this exact model and input."""
+    """How many of the job's takes are already on disk for this exact model and input (rejected
+    takes do not count: a replacement is still to render)."""
     from host.output.files import file_sha256
 
     input_hash = job.input_sha256
@@ -262,11 +258,5 @@ def cached_takes(job: Job, model_id: str, model_revision: str, index: Optional[T
         input_hash = file_sha256(Path(job.input))
     key = job.key(model_id, model_revision, input_hash)
     folder = take_folder(Path(job.project), job.kind, job.name)
-    found = index.takes(folder, job.name, key) if index is not None else _scan_takes(folder, job.name, key)
-    return sum(1 for i, t in found.items() if t.complete and i < job.preset.takes)
-
-
-def _scan_takes(folder: Path, name: str, key: str):
-    from host.output.takes import takes_for_key
-
-    return takes_for_key(folder, name, key)
+    found = index.lookup(folder, key) if index is not None else takes_for_key(folder, key)
+    return len(kept_takes(found, job.preset.takes))

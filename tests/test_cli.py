@@ -125,9 +125,10 @@ def test_render_the_demo_then_nothing_is_left_to_render(tmp_path, tiny):
     root = cheap_demo(tmp_path)
     expected = set()
     for job in plan_project(root).jobs:
+        base = job.name if job.kind == "foley" else f"{job.name}__{job.preset_name}"  # a stem's takes name their preset
         for i in range(1, job.preset.takes + 1):
-            expected.add(f"renders/{job.kind}/{job.name}/{job.name}_t{i:02d}.wav")
-            expected.add(f"renders/{job.kind}/{job.name}/{job.name}_t{i:02d}.json")
+            expected.add(f"renders/{job.kind}/{job.name}/{base}_t{i:02d}.wav")
+            expected.add(f"renders/{job.kind}/{job.name}/{base}_t{i:02d}.json")
     kinds = {p.split("/")[1] for p in expected}
     assert kinds == {"foley", "restyle", "inpaint"}
 

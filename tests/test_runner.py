@@ -319,7 +319,7 @@ def test_restyle_output_is_exactly_as_long_as_the_stem(tmp_path, runner, rate_in
     assert outcome.job.kind == "restyle"
     assert outcome.status == "rendered", outcome.error
     [take] = outcome.files
-    assert take == root / "renders" / "restyle" / "loop" / "loop_t01.wav"
+    assert take == root / "renders" / "restyle" / "loop" / "loop__restyle-texture_t01.wav"  # the preset in the name
     info = sf.info(str(take))
     assert info.samplerate == project_rate
     assert info.frames == int(round(len(data) * project_rate / rate_in))
@@ -525,7 +525,7 @@ def test_bad_jobs_fail_with_one_line_each_and_the_rest_still_render(tmp_path, ru
     assert outcomes["door"].status == "rendered"
     assert outcomes["fine"].status == "rendered"
     assert (root / "renders/foley/door/door_t01.wav").is_file()
-    assert (root / "renders/restyle/fine/fine_t01.wav").is_file()
+    assert (root / "renders/restyle/fine/fine__restyle-texture_t01.wav").is_file()
 
     for name in ("nogap", "outside", "corrupt"):
         o = outcomes[name]

@@ -578,6 +578,22 @@ def _serve(conn: Connection, args, report: Report) -> int:
     return _simple(args, report, f"serving {p['name']}: {p['folder']}")
 
 
+def _reject(conn: Connection, args, report: Report) -> int:
+    """Each take in turn: ``/audiohost/reject <project> <take path>``. A path that exists from
+    here is sent absolute; any other is the daemon's to find in the project (or its renders/)."""
+    project = _project(conn, args, report)
+    rejected = report.extra.setdefault("rejected", [])
+    lines = []
+    for take in args.takes:
+        given = Path(take).expanduser()
+        path = str(given.absolute()) if os.path.lexists(given) else take
+        _, v = conn.ask("/audiohost/reject", [project, path, report.tag], lambda a, v: a == "/audiohost/rejected" and len(v) >= 3)
+        rejected.append({"take": str(v[1]), "moved_to": str(v[2])})
+        lines.append(f"rejected {v[1]} -> {v[2]}")
+    report.state = "done"
+    return _simple(args, report, "\n".join(lines))
+
+
 def _simple(args, report: Report, text: str, code: int = EXIT_DONE) -> int:
     report.write(force=True)
     if args.json:
@@ -598,6 +614,7 @@ COMMANDS = {
     "presets": _presets,
     "projects": _projects,
     "serve": _serve,
+    "reject": _reject,
 }
 
 
@@ -727,5 +744,8 @@ def add_parser(sub) -> None:
     p = add("presets", "a project's presets, names and kinds: /audiohost/presets", (common, serving))
     p.add_argument("project")
     add("projects", "the projects the daemon serves: /audiohost/projects")
+    p = add("reject", "reject takes (moved to renders/.rejected/, never rendered again): /audiohost/reject", (common, serving))
+    p.add_argument("project", help="a served project's name or folder")
+    p.add_argument("takes", nargs="+", metavar="take", help="a take's audio or sidecar: absolute, from here, or relative to the project or its renders/")
     p = add("serve", "serve a project folder (inside one of the daemon's roots; created if needed): /audiohost/serve")
     p.add_argument("project", metavar="folder")

@@ -32,7 +32,7 @@ from host.jobs.build import job_from_cue, job_from_preset, job_from_stem
 from host.jobs.job import Job
 from host.jobs.journal import PRIORITY_FOLDER, PRIORITY_OSC, Journal, QueueFull
 from host.output.files import file_sha256
-from host.output.takes import TakeIndex, take_folder
+from host.output.takes import TakeIndex, take_base, take_folder
 from host.runner import cached_takes
 
 log = logging.getLogger(__name__)
@@ -333,6 +333,18 @@ class RenderHost:
         log.error("%s", err)
         self.announcer.send("/audiohost/error", ["folder", str(err)[:300]])
 
+    # ---------------------------------------------------------------- takes
+    def reject(self, project: Project, path: str, tag: str, where: str):
+        """Reject a take of a served project (``path`` absolute, or relative to the project or its
+        renders/): moved to renders/.rejected/, never rendered again (host.output.library)."""
+        from host.output.library import reject_take, relative_base
+
+        given = Path(path).expanduser()
+        base = project.root if given.is_absolute() else relative_base(project.root, given)
+        done = reject_take(project.root, given, base=base, tag=tag, via="osc", where=where)
+        log.info("rejected %s -> %s (%s)", done.take, done.moved_to, where)
+        return done
+
     # ---------------------------------------------------------------- control
     def cancel(self, job_id: int, where: str, canceller=None) -> str:
         """"cancelled" (it had not started), "running" (it stops at the next denoising step and
@@ -463,7 +475,11 @@ class RenderHost:
 def check_done_reply(job: Job, where: str) -> None:
     """Refuse an OSC request whose ``/audiohost/job/done`` reply could not carry every take's
     path within the reply limit (the requester would get only some of its files)."""
-    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{job.name}_t9999.flac")
+    try:
+        base = take_base(job)[0]
+    except InputError as err:
+        raise InputError(where, str(err)) from None
+    widest = str(take_folder(Path(job.project), job.kind, job.name) / f"{base}_t9999.flac")
     takes = job.preset.takes
     if done_fits([widest] * takes):
         return

@@ -26,6 +26,7 @@ from host.finish.delivery import finish, resample
 from host.finish.fill import finish_fill
 from host.intake.audio import StemAudio
 from host.output.files import input_sample_format
+from host.plan.takes import TakePlan
 
 
 @dataclass
@@ -42,6 +43,23 @@ class Finished:
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.rate
+
+
+def finish_take(plan: TakePlan, wave: np.ndarray, model_rate: int, board: pedalboard.Pedalboard) -> Finished:
+    """One take of ``plan`` as the model rendered it, finished for its kind: an inpainted take's
+    gaps filled into the stem, a restyled take exactly as long as the stem, a foley take as asked."""
+    job = plan.job
+    if job.kind == "inpaint":
+        return fill_gaps(plan.stem, wave, model_rate, plan.gaps, plan.windows, board, job.delivery.true_peak)
+    length = None
+    if job.kind == "restyle":
+        length = int(round(plan.stem.audio.shape[1] * job.delivery.sample_rate / plan.stem.rate))
+    done = deliver(wave, model_rate, job.delivery, board, length)
+    if job.kind == "restyle":
+        done.extra["strength"] = job.preset.strength
+    else:
+        done.extra["duration"] = job.preset.duration
+    return done
 
 
 def deliver(wave: np.ndarray, model_rate: int, delivery: Delivery, board: pedalboard.Pedalboard, length: Optional[int] = None) -> Finished:

@@ -63,14 +63,16 @@ def read_stem(path: Path, max_seconds: float = MAX_STEM_SECONDS, max_bytes: int 
 
 
 def read_stem_confined(
-    path: Path, roots: Iterable[Path], max_seconds: float = MAX_STEM_SECONDS, max_bytes: int = MAX_STEM_BYTES, where: Optional[str] = None
+    path: Path, roots: Iterable[Path], max_seconds: float = MAX_STEM_SECONDS, max_bytes: int = MAX_STEM_BYTES, where: Optional[str] = None,
+    keep: Optional[list] = None,
 ) -> tuple[StemAudio, str]:
     """Read a stem at the moment of use: (samples, hex SHA-256 of the bytes they came from).
 
     The path is confined to ``roots`` again now, and opened so that only that regular file can be
     read (a symlink swapped in since the request, a FIFO, a folder or a device is refused with
     one line). The bytes are read once from that one descriptor: the hash and the samples are
-    of the same content, which must be a whole file (``host.intake.containers``)."""
+    of the same content, which must be a whole file (``host.intake.containers``). ``keep``: a
+    list the bytes are appended to, for a caller that reads more from them."""
     where = where or str(path)
     fd, _resolved = open_confined(path, roots, where)
     try:
@@ -78,6 +80,8 @@ def read_stem_confined(
     finally:
         os.close(fd)
     stem = decode_stem(data, where, max_seconds)
+    if keep is not None:  # the caller reads more from the same bytes (the file's metadata chunks)
+        keep.append(data)
     return stem, hashlib.sha256(data).hexdigest()
 
 
@@ -107,7 +111,7 @@ def decode_stem(data: bytes, where: str, max_seconds: float = MAX_STEM_SECONDS) 
     """Samples from a whole audio file's bytes, exactly (float64), or an InputError."""
     if not data:
         raise InputError(where, "is empty (0 bytes)")
-    if not looks_like_audio(bytes(data[:16])):
+    if not looks_like_audio(bytes(data[:16]), Path(where).suffix):
         raise InputError(where, "not a readable audio file (format not recognised or the file is corrupt)")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
@@ -186,7 +190,7 @@ def inspect_stem(path: Path, roots: Iterable[Path], max_seconds: float, max_byte
         if size == 0:
             raise InputError(where, f"{name} is empty (0 bytes)")
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
-            if not looks_like_audio(data[:16]):
+            if not looks_like_audio(data[:16], Path(path).suffix):
                 raise InputError(where, f"{name} is not a readable audio file (format not recognised or the file is corrupt)")
             problem = container_problem(data)
             if problem:

@@ -43,15 +43,35 @@ def container_problem(data: bytes) -> Optional[str]:
     return None
 
 
-def looks_like_audio(head: bytes) -> bool:
-    """Whether the first bytes of a file are those of a container the host reads (WAV/RF64/W64,
-    AIFF, FLAC, Ogg, MP3, CAF, AU). Bytes that are none of these are not handed to libsndfile,
-    whose MP3 decoder would otherwise print its own resync notes on stderr."""
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"dns.") or head[:3] == b"ID3":
+# what a file's name promises, by the first bytes each container starts with
+_MAGIC = {
+    "wav": (b"RIFF", b"RIFX", b"RF64", b"BW64"),
+    "rf64": (b"RF64", b"BW64", b"RIFF"),
+    "aiff": (b"FORM",),
+    "flac": (b"fLaC", b"ID3"),
+    "ogg": (b"OggS",),
+    "caf": (b"caff",),
+    "au": (b".snd", b"dns."),
+}
+_SUFFIX_KIND = {
+    ".wav": "wav", ".wave": "wav", ".bwf": "wav", ".rf64": "rf64", ".aif": "aiff", ".aiff": "aiff", ".aifc": "aiff",
+    ".flac": "flac", ".ogg": "ogg", ".oga": "ogg", ".opus": "ogg", ".caf": "caf", ".au": "au", ".snd": "au",
+}
+
+
+def looks_like_audio(head: bytes, suffix: str = "") -> bool:
+    """Whether a file's first bytes are those of the container its name says (``suffix``, e.g.
+    ".wav"), or for a name that says none, of any container the host reads. A file that is not
+    what it claims is not handed to libsndfile, which would try every decoder on it (MPEG's
+    prints its own resync notes on stderr, and random bytes often start like an MPEG frame)."""
+    kind = _SUFFIX_KIND.get(suffix.lower())
+    if kind is not None:
+        return head[:4] in _MAGIC[kind] or (kind == "flac" and head[:3] == b"ID3")
+    if suffix.lower() == ".w64":
+        return head[:16] == _W64_RIFF
+    if head[:4] in {m for magics in _MAGIC.values() for m in magics} or head[:3] == b"ID3" or head[:16] == _W64_RIFF:
         return True
-    if head[:16] == _W64_RIFF:
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # an MPEG audio frame (.mp3)
 
 
 def frames_problem(declared: int, decoded: int, fmt: str) -> Optional[str]:

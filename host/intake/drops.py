@@ -29,6 +29,7 @@ from host.config.presets import (
     show_value,
 )
 from host.config.project import NAME_MAX, Project, delivery_problem
+from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
 StemKind = Literal["restyle", "inpaint"]
@@ -68,7 +69,7 @@ def safe_name(stem: str) -> str:
 
 # What a stem's sidecar may change (checked by the preset's own rules, like a cue's changes),
 # besides choosing the preset and, for inpainting, listing the gaps.
-SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes")
+SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes", "ucs")
 SIDECAR_FIELDS: tuple[str, ...] = ("preset", "gaps", *SIDECAR_OVERRIDABLE)
 
 

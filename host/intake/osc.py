@@ -47,6 +47,7 @@ NUM, INT, STR = "number", "integer", "text"
 TEXT_LIMITS = {
     "project": limits.MAX_PATH_CHARS,
     "input path": limits.MAX_PATH_CHARS,
+    "take path": limits.MAX_PATH_CHARS,
     "prompt or preset": limits.MAX_PROMPT_CHARS,
     "cue": limits.MAX_NAME_CHARS,
     "tag": limits.MAX_TAG_CHARS,
@@ -263,6 +264,19 @@ def serve(host, req: Request) -> None:
     host.defer(req, accept)
 
 
+def reject(host, req: Request) -> None:
+    """Reject a take: moved with its sidecar to renders/.rejected/ and never rendered again;
+    ``/audiohost/rejected <project> <take path> <moved to> <tag>``."""
+    (project, path), tag = parse_args(req, [("project", STR), ("take path", STR)])
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        done = host.reject(proj, path, tag, req.address)
+        host.reply(req, "/audiohost/rejected", [proj.name, str(done.take), str(done.moved_to), tag])
+
+    host.defer(req, accept)
+
+
 HANDLERS: dict[str, Callable] = {
     "ping": ping,
     "foley": foley,
@@ -277,6 +291,7 @@ HANDLERS: dict[str, Callable] = {
     "presets": presets,
     "projects": projects,
     "serve": serve,
+    "reject": reject,
 }
 
 

@@ -32,6 +32,8 @@ def job_from_preset(
     source: str = "osc",
     region: Optional[tuple[float, float]] = None,
 ) -> Job:
+    settings = project.settings
+    ucs_ids = (settings.creator_id, settings.source_id) if settings.naming == "ucs" else None
     return Job(
         kind=preset.kind,
         name=name,
@@ -44,4 +46,5 @@ def job_from_preset(
         gaps=gaps,
         region=region,
         source=source,
+        ucs_ids=ucs_ids,
     )

@@ -37,6 +37,9 @@ class Job(BaseModel):
     region: Optional[tuple[float, float]] = None  # restyle only this part of the stem: (start, length) in seconds
     gaps: Optional[tuple[tuple[float, float], ...]] = None  # None: find runs of digital silence
     source: str = "cli"  # where it came from: cli, cue, drop, osc
+    # (CreatorID, SourceID) when the project names takes by UCS (naming = "ucs"); names the files,
+    # not the sound, so it is not part of the key
+    ucs_ids: Optional[tuple[str, str]] = None
 
     def key(self, model_id: str, model_revision: str, input_hash: Optional[str] = None) -> str:
         """Hash of everything that determines the takes (not where the request came from).

@@ -147,6 +147,8 @@ def write_audio_new(
     frames = _quantise(x, subtype).T  # soundfile wants (frames, channels)
     if chunks and fmt != "wav":
         raise ValueError(f"WAV chunks ({', '.join(c.name for c in chunks)}) cannot go into a {fmt} file")
+    if fmt not in ("wav", "flac") and (metadata is not None or (carried is not None and (carried.chunks or carried.tags))):
+        raise ValueError(f"take metadata goes into WAV and FLAC files only, not {fmt}")
     if carried is not None and carried.chunks and carried.sample_rate not in (0, int(rate)):
         # cue points, loops and the like count samples at the input's rate
         raise ValueError(f"chunks carried from a {carried.sample_rate} Hz input cannot go into a {rate} Hz take")

@@ -43,6 +43,8 @@ comments by mutagen.
 
 from __future__ import annotations
 
+import io
+
 import json
 import math
 import re
@@ -285,25 +287,35 @@ class Carried:
         return next((c for c in self.chunks if c.id == chunk_id), None)
 
 
-def read_carried(path: Path | str) -> Carried:
+def read_carried(path: Path | str, data: Optional[bytes] = None) -> Carried:
     """Read an input's metadata: WAV/RF64/BW64 chunks, FLAC Vorbis comments; any other format
-    carries nothing. Raises :class:`InputError` naming the file when a WAV or FLAC is unreadable."""
+    carries nothing. ``data``: the file's bytes as already read (the render reads a stem once,
+    confined, and takes its samples and its chunks from the same bytes); else the file at
+    ``path`` is read. Raises :class:`InputError` naming the file when a WAV or FLAC is unreadable."""
     where = str(path)
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(data) if data is not None else open(path, "rb")) as f:
             magic = f.read(4)
             if magic in (b"RIFF", b"RF64", b"BW64"):
                 return _read_wav(f, where)
     except OSError as err:
         raise InputError(where, f"cannot read: {err.strerror or err}") from None
     if magic == b"fLaC" or (magic[:3] == b"ID3" and Path(path).suffix.lower() == ".flac"):
-        return _read_flac(path, where)
+        return _read_flac(io.BytesIO(data) if data is not None else path, where)
     return Carried()
 
 
 def input_time_reference(path: Path | str, rate: int) -> int:
     """The input's TimeReference in samples at ``rate`` (the take's rate); 0 if it has none."""
     return read_carried(path).time_reference_at(rate)
+
+
+def take_time_reference(carried: Optional[Carried], rate: int, offset_seconds: float = 0.0) -> int:
+    """A take made from an input belongs where the input does: the input's TimeReference at the
+    take's ``rate``, plus ``offset_seconds`` into the input where the take starts (a region
+    restyle's start). 0 for an input without one and no offset."""
+    base = carried.time_reference_at(rate) if carried is not None else 0
+    return base + max(0, int(round(offset_seconds * rate)))
 
 
 def rescale(samples: int, from_rate: int, to_rate: int) -> int:
@@ -534,5 +546,6 @@ __all__ = [
     "rescale",
     "smpl_chunk",
     "take_chunks",
+    "take_time_reference",
     "write_flac_tags",
 ]

@@ -1,13 +1,17 @@
 """The plan stage: for one job, which takes already exist and what the model must render.
 
-``plan_takes`` reads the job's stem once (its content hashed from the same read), works out the
-job key, the takes already on disk for it, the take indices still to render and their seeds,
-and for inpainting the gaps and the context windows around them. ``render_work`` turns a plan
-into the render stage's :class:`~host.render.backend.RenderWork`. Nothing here touches a model.
+``plan_takes`` reads the job's stem once (its content hashed from the same read, and what the
+file carries besides audio: BWF chunks, its TimeReference), works out the job key, the takes
+already on disk for it, the take indices still to render and their seeds (a rejected take's
+index is used up: a new index, with a fresh seed, replaces it), the takes' file name, and for
+inpainting the gaps and the context windows around them. ``plan_recall`` plans one take again
+from what its sidecar recorded. ``render_work`` turns a plan into the render stage's
+:class:`~host.render.backend.RenderWork`. Nothing here touches a model.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from dataclasses import dataclass, field
@@ -21,8 +25,11 @@ from host.engine import gaps as gapmath
 from host.errors import InputError
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem_confined
 from host.jobs.job import Job
-from host.output.takes import Take, TakeIndex, read_sidecar, take_folder
+from host.output.metadata import Carried, read_carried
+from host.output.takes import Take, TakeIndex, read_sidecar, take_base, take_folder, wanted_indices
 from host.render.backend import ModelInfo, RenderWork
+
+log = logging.getLogger(__name__)
 
 # inpaint context: at least this much of the stem on each side of a gap
 MIN_CONTEXT_SECONDS = 0.5
@@ -61,6 +68,10 @@ class TakePlan:
     source: Optional[InputSnapshot] = None
     gaps: tuple[gapmath.Gap, ...] = ()  # inpaint: checked, in order
     windows: tuple[tuple[float, float], ...] = ()  # inpaint: the context window (s) the model sees per gap
+    base: str = ""  # the takes' file name before _tNN (host.output.takes.take_base)
+    naming_note: Optional[str] = None  # why the project's UCS naming could not be used, if it could not
+    wanted: tuple[int, ...] = ()  # the take indices the job keeps (rejected ones skipped)
+    carried: Optional[Carried] = None  # what the input holds besides audio (its chunks, TimeReference)
 
     @property
     def input_sha256(self) -> Optional[str]:
@@ -69,31 +80,60 @@ class TakePlan:
 
 def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False, limits: Limits = Limits()) -> TakePlan:
     """What exists and what to render for ``job`` on the model ``info`` describes. Raises InputError."""
-    stem = source = None
-    if job.kind != "foley":
-        if not job.input:
-            raise InputError(job.name, f"a {job.kind} job needs an input stem")
-        roots = limits.roots() if limits.roots is not None else (Path(job.project),)
-        stem, source = read_input(job.input, roots, limits)
-        if job.region is not None:
-            stem = cut_region(stem, job.region, f"{job.input} region")
+    stem, source, carried = job_input(job, limits)
     key = job.key(info.id, info.revision, source.sha256 if source else None)
     folder = take_folder(Path(job.project), job.kind, job.name)
-    existing = {} if force else index.takes(folder, job.name, key)
-    takes = job.preset.takes
-    done = {i: t for i, t in existing.items() if t.complete and i < takes}
-    todo = [i for i in range(takes) if i not in done]
-    base = job.preset.seed if job.preset.seed is not None else random.randrange(2**31)
-    seeds = {i: base + i for i in todo}
+    found = index.lookup(folder, key)
+    existing = {} if force else found.claimed
+    wanted = wanted_indices(job.preset.takes, found.rejected)
+    done = {i: existing[i] for i in wanted if i in existing and existing[i].complete}
+    todo = [i for i in wanted if i not in done]
+    first = job.preset.seed if job.preset.seed is not None else random.randrange(2**31)
+    seeds = {i: first + i for i in todo}
     unfinished = {i: existing[i] for i in todo if i in existing}
     for i, take in unfinished.items():  # a take claimed before a crash keeps the seed its sidecar recorded
         recorded = (read_sidecar(take.sidecar) or {}).get("seed")
         if isinstance(recorded, int):
             seeds[i] = recorded
-    plan = TakePlan(job, key, folder, done, todo, seeds, unfinished, stem, source)
+    base, note = take_base(job)
+    plan = TakePlan(job, key, folder, done, todo, seeds, unfinished, stem, source, base=base, naming_note=note, wanted=tuple(wanted), carried=carried)
     if job.kind == "inpaint" and todo:
         plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
     return plan
+
+
+def plan_recall(job: Job, info: ModelInfo, index: int, seed: int, limits: Limits = Limits()) -> TakePlan:
+    """The plan of one take rendered before (take ``index`` with ``seed``), made again from the
+    job its sidecar recorded: the input read now, the region and the gaps as then. Nothing on
+    disk is consulted about existing takes. Raises InputError."""
+    stem, source, carried = job_input(job, limits)
+    key = job.key(info.id, info.revision, source.sha256 if source else None)
+    base, note = take_base(job)
+    folder = take_folder(Path(job.project), job.kind, job.name)
+    plan = TakePlan(job, key, folder, {}, [index], {index: int(seed)}, {}, stem, source, base=base, naming_note=note, wanted=(index,), carried=carried)
+    if job.kind == "inpaint":
+        plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
+    return plan
+
+
+def job_input(job: Job, limits: Limits) -> tuple[Optional[StemAudio], Optional[InputSnapshot], Optional[Carried]]:
+    """A restyle or inpaint job's stem (its region only, for a region restyle), the snapshot of
+    the file it came from and what that file carries besides audio (its chunks, from the same
+    bytes as its samples); (None, None, None) for foley."""
+    if job.kind == "foley":
+        return None, None, None
+    if not job.input:
+        raise InputError(job.name, f"a {job.kind} job needs an input stem")
+    roots = limits.roots() if limits.roots is not None else (Path(job.project),)
+    stem, source, data = read_input(job.input, roots, limits)
+    try:
+        carried = read_carried(job.input, data)
+    except InputError as err:  # libsndfile reads the audio but the chunks are beyond repair
+        log.warning("%s: its metadata chunks cannot be read (%s); the takes will not carry them", job.input, err.reason)
+        carried = Carried()
+    if job.region is not None:
+        stem = cut_region(stem, job.region, f"{job.input} region")
+    return stem, source, carried
 
 
 def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
@@ -122,16 +162,18 @@ def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
 
 
 # ---------------------------------------------------------------------- the input
-def read_input(path: str, roots, limits: Limits) -> tuple[StemAudio, InputSnapshot]:
-    """The stem's samples and a snapshot of its content and identity, from one read of one open
-    file, confined to ``roots`` at this moment (a symlink swapped in since the request is refused)."""
+def read_input(path: str, roots, limits: Limits) -> tuple[StemAudio, InputSnapshot, bytes]:
+    """The stem's samples, a snapshot of its content and identity, and its bytes, from one read of
+    one open file, confined to ``roots`` at this moment (a symlink swapped in since the request
+    is refused)."""
     # taken before the read: if the file is swapped in between, the snapshot no longer matches
     # when the take is published, and the job renders again from what is there then
     signature = _file_signature(path)
-    stem, digest = read_stem_confined(Path(path), roots, limits.max_stem_seconds, limits.max_stem_bytes)
+    kept: list = []
+    stem, digest = read_stem_confined(Path(path), roots, limits.max_stem_seconds, limits.max_stem_bytes, keep=kept)
     if signature is None:
         raise InputError(path, "file not found")
-    return stem, InputSnapshot(path, digest, signature)
+    return stem, InputSnapshot(path, digest, signature), kept[0]
 
 
 def inpaint_gaps(job: Job, stem: StemAudio, info: ModelInfo) -> tuple[tuple[gapmath.Gap, ...], tuple[tuple[float, float], ...]]:

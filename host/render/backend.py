@@ -11,6 +11,8 @@ another backend (a cluster of model replicas) implements the same :class:`Render
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Optional, Protocol, Sequence
 
@@ -32,6 +34,32 @@ class ModelInfo:
     sample_rate: int = 16000
     window_seconds: float = 5.12  # the length the model was trained on
     device: str = "cpu"
+    threads: int = 0  # torch CPU threads the model runs with (0: not known); results depend on it
+
+
+@dataclass(frozen=True)
+class BatchSlot:
+    """Where a take sat in the denoising call that made it: the call's takes as (prompt, negative
+    prompt, seed), in order, and the take's position among them.
+
+    A take rendered in a batch differs (by about 1e-6) from the same seed rendered alone: batched
+    matrix products sum in another order. Re-rendering exactly this batch is how recall
+    reproduces such a take bit for bit; a take rendered alone has no slot.
+    """
+
+    takes: tuple[tuple[str, str, int], ...]
+    position: int
+
+    def as_dict(self) -> dict:
+        return {"takes": [list(t) for t in self.takes], "position": self.position}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BatchSlot":
+        takes = tuple((str(p), str(n), int(s)) for p, n, s in data["takes"])
+        position = int(data["position"])
+        if not 0 <= position < len(takes):
+            raise ValueError(f"position {position} is outside a batch of {len(takes)}")
+        return cls(takes, position)
 
 
 @dataclass(frozen=True)
@@ -72,10 +100,40 @@ class Rendered:
     seconds: float = 0.0  # model time per take
     status: str = "rendered"  # rendered | cancelled | failed
     error: Optional[str] = None
+    # batches[i]: the call waves[i] came from, when it held more than that take (recall needs it);
+    # a backend that leaves this empty makes batched takes that recall only to within ~1e-6
+    batches: list[Optional[BatchSlot]] = field(default_factory=list, repr=False)
+
+    def batch(self, i: int) -> Optional[BatchSlot]:
+        return self.batches[i] if i < len(self.batches) else None
 
     @property
     def ok(self) -> bool:
         return self.status == "rendered"
+
+
+# what else, besides the model and its revision, decides a render's samples bit for bit
+RECORDED_LIBRARIES = ("torch", "diffusers", "transformers", "pedalboard", "numpy", "scipy", "soxr", "pyloudnorm", "soundfile")
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """The installed versions of the libraries a take's samples depend on, and audiohost's own."""
+    import host
+
+    versions = {"audiohost": host.__version__}
+    for name in RECORDED_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def environment(info: ModelInfo) -> dict:
+    """Where a take was rendered, as its sidecar records it for recall: device, torch threads and
+    the library versions."""
+    return {"device": info.device, "threads": info.threads, "versions": dict(library_versions())}
 
 
 class RenderBackend(Protocol):
@@ -88,5 +146,6 @@ class RenderBackend(Protocol):
     def render(self, works: Sequence[RenderWork], progress: Optional[Progress] = None, cancelled: Optional[IsCancelled] = None) -> list[Rendered]:
         """One Rendered per work, in order. Never raises for one work's failure: that work comes
         back failed (one line in ``error``) and the others still render. A work whose ``cancelled``
-        turns true comes back cancelled within one denoising step; its batch-mates go on."""
+        turns true comes back cancelled within one denoising step; its batch-mates go on. Each
+        take rendered in a call with others gets its :class:`BatchSlot` in ``batches``."""
         ...

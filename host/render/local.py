@@ -18,7 +18,7 @@ from host.engine.models import Model
 from host.engine.restyle import RestylePipeline
 from host.engine.steps import Cancelled
 from host.errors import InputError
-from host.render.backend import IsCancelled, ModelInfo, Progress, Rendered, RenderWork
+from host.render.backend import BatchSlot, IsCancelled, ModelInfo, Progress, Rendered, RenderWork
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,14 @@ def model_info(model: Model) -> ModelInfo:
         sample_rate=model.sample_rate,
         window_seconds=model.window_seconds,
         device=str(model.device),
+        threads=_torch_threads(),
     )
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 class LocalBackend:
@@ -61,7 +68,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ foley, batched
     def _foley(self, works: Sequence[RenderWork], progress, cancelled) -> list[Rendered]:
         """Every take of these works (one batch group) in calls of up to batch_size takes."""
-        out = {w.ref: Rendered(w.ref, waves=[None] * len(w.seeds)) for w in works}
+        out = {w.ref: Rendered(w.ref, waves=[None] * len(w.seeds), batches=[None] * len(w.seeds)) for w in works}
         slots = [(w, k) for w in works for k in range(len(w.seeds))]
         first = works[0]
         done_takes = 0
@@ -96,13 +103,15 @@ class LocalBackend:
                     out[ref].status, out[ref].error = "failed", _internal(err)
                 continue
             done_takes += len(chunk)
-            for (w, k), wave in zip(chunk, waves):
+            members = tuple((w.prompt, w.negative_prompt, int(w.seeds[k])) for w, k in chunk)
+            for position, ((w, k), wave) in enumerate(zip(chunk, waves)):
                 r = out[w.ref]
                 r.waves[k] = wave
+                r.batches[k] = BatchSlot(members, position) if len(members) > 1 else None
                 r.seconds += per_take
         for r in out.values():
             if r.status != "rendered":
-                r.waves = []
+                r.waves, r.batches = [], []
         return [out[w.ref] for w in works]
 
     # ------------------------------------------------------------------ restyle and inpaint
@@ -137,6 +146,9 @@ class LocalBackend:
             result.status, result.error = "failed", _internal(err)
             return result
         result.waves = list(waves)
+        if len(work.seeds) > 1:  # every seed of the work went through one call
+            members = tuple((work.prompt, work.negative_prompt, int(s)) for s in work.seeds)
+            result.batches = [BatchSlot(members, k) for k in range(len(work.seeds))]
         result.seconds = (time.monotonic() - t0) / max(1, len(waves))
         return result
 
