@@ -90,3 +90,15 @@ class RenderBackend(Protocol):
         back failed (one line in ``error``) and the others still render. A work whose ``cancelled``
         turns true comes back cancelled within one denoising step; its batch-mates go on."""
         ...
+
+
+class ReplicaLost(Exception):
+    """The replica rendering these works went away mid-render (its process killed, its node lost).
+
+    Nothing it rendered reaches the daemon, so nothing was written: the works' jobs go back to the
+    queue and render once elsewhere. Raised by :meth:`RenderBackend.render` of a remote replica
+    only; the in-process backend never raises it."""
+
+
+class ReplicaUnavailable(Exception):
+    """A replica that cannot render (its model did not load, it is dead for good): one line, why."""
