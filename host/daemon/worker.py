@@ -107,6 +107,7 @@ class Worker(threading.Thread):
         self.load_error: Exception | None = None
         self.fatal: Optional[str] = None
         self._lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self._claimed: set[int] = set()  # claimed and not yet rendered
         self._finishing: set[int] = set()  # rendered, being written: too late to cancel
         self._cancel: set[int] = set()  # asked to cancel by a user
@@ -235,7 +236,8 @@ class Worker(threading.Thread):
             if state not in GONE:
                 slot.error = None
         try:
-            self.on_replicas(self.replicas())
+            with self._status_lock:  # one writer at a time, and never an older picture after a newer one
+                self.on_replicas(self.replicas())
         except Exception:  # noqa: BLE001 - a status file that cannot be written stops nothing
             log.exception("the replica status could not be recorded")
 
