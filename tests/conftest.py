@@ -56,9 +56,12 @@ def ray_cluster(model_cache):
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from ray._raylet import Config
+    try:
+        from ray._raylet import Config
 
-    Config.initialize("")  # Ray read its settings when it was imported: read them again
+        Config.initialize("")  # Ray read its settings when it was imported: read them again
+    except (ImportError, AttributeError):  # a Ray that reads them at init
+        pass
     temp = tempfile.mkdtemp(prefix="ahray-", dir="/tmp")  # short: Ray's socket paths live under it
     try:
         ray.init(num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False, logging_level="WARNING", _temp_dir=temp)

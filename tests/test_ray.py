@@ -10,7 +10,6 @@ finished by the other. The daemon over OSC with ``--backend ray`` is in ``test_r
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -260,3 +259,32 @@ def test_the_replica_list_in_stats_fits_one_reply_whatever_the_cluster():
     assert fields[:2] == [500, 500]
     assert (len(fields) - 2) % 4 == 0 and 0 < (len(fields) - 2) // 4 < 500
     assert len(build("/audiohost/stats", [1, 2, 3, 4, 5, 6] + fields)) <= 4096
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"backend": "cluster"}, "backend"),
+        ({"ray_address": "head"}, "'head' is not auto, local, HOST:PORT or ray://HOST:PORT"),
+        ({"ray_address": "ray://head:99999"}, "is not auto, local, HOST:PORT or ray://HOST:PORT"),
+        ({"ray_address": "http://head:8265"}, "is not auto, local, HOST:PORT or ray://HOST:PORT"),
+        ({"replicas": 0}, "replicas"),
+        ({"gpus_per_replica": -1}, "gpus_per_replica"),
+    ],
+)
+def test_bad_cluster_settings_are_refused_in_one_line_naming_the_setting(flags, message, tmp_path):
+    from host.daemon.config import load_config
+
+    config = tmp_path / "host.toml"
+    config.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in flags.items()))
+    with pytest.raises(InputError) as err:
+        load_config(config, {})
+    assert message in str(err.value) and str(config) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cluster_settings_from_the_config_file_and_flags_win():
+    from host.daemon.config import load_config
+
+    config = load_config(None, {"backend": "ray", "ray_address": "ray://10.0.0.5:10001", "replicas": 3, "gpus_per_replica": 0.5})
+    assert (config.backend, config.ray_address, config.replicas, config.gpus_per_replica) == ("ray", "ray://10.0.0.5:10001", 3, 0.5)
+    assert load_config(None, {}).backend == "local"  # nothing changes for one machine

@@ -71,8 +71,10 @@ def test_the_daemon_renders_on_two_ray_replicas_over_osc(ray_cluster, tmp_path):
         # audiohost status shows them too
         env = dict(os.environ, COLUMNS="200")
         out = subprocess.run([sys.executable, "-m", "host", "status", "--state-dir", str(state)], capture_output=True, text=True, env=env, timeout=60).stdout
-        rows = [line for line in out.splitlines() if "idle" in line and socket.gethostname() in line]
+        rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "idle" in line and socket.gethostname() in line]
         assert "replicas" in out and len(rows) == 2, out
+        assert [r[:3] for r in rows] == [["1", socket.gethostname(), "cpu"], ["2", socket.gethostname(), "cpu"]], out
+        assert sum(int(r[3]) for r in rows) == 5, out  # jobs done, as the stats reply says
     finally:
         code = daemon.stop()
         peer.close()

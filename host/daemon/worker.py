@@ -191,7 +191,9 @@ class Worker(threading.Thread):
                 self._render(batch, slot)
             except ReplicaLost as err:
                 log.warning("%s; its work went back to the queue", err)
-                slot.runner.backend.lost()
+                lost = getattr(slot.runner.backend, "lost", None)
+                if lost is not None:
+                    lost()  # the next bring-up waits for its restart, or learns it is gone
                 if not self._bring_up(slot, again=True):
                     break
             except sqlite3.Error as err:
@@ -304,6 +306,8 @@ class Worker(threading.Thread):
         except BaseException:
             self._set_state(slot, IDLE)
             raise
+        with self._lock:
+            slot.jobs_done += sum(1 for r in rendered if r.ok)
         self._set_state(slot, IDLE)
         for (job_id, plan), result in zip(plans, rendered):
             entry = entries[job_id]
@@ -312,9 +316,6 @@ class Worker(threading.Thread):
                     self.journal.requeue(job_id)
                 self._release(job_id)
                 continue
-            if result.ok:
-                with self._lock:
-                    slot.jobs_done += 1
             with self._lock:
                 self._finishing.add(job_id)
             self._finisher.submit(self._finish, entry, plan, result, started, runner)

@@ -99,14 +99,17 @@ def _probe(address: str, timeout: float) -> None:
     for minutes before giving up."""
     target = address
     if address == "auto":
+        none = "no Ray cluster runs on this machine (start one with 'ray start --head', or pass --ray-address HOST:PORT or ray://HOST:10001)"
         try:
             from ray._private.services import canonicalize_bootstrap_address
 
-            target = canonicalize_bootstrap_address("auto")
-        except Exception as err:  # noqa: BLE001 - no cluster recorded on this machine
-            raise ClusterUnreachable(f"no Ray cluster found on this machine (start one with 'ray start --head', or pass --ray-address): {_reason(err)}") from None
+            target = canonicalize_bootstrap_address("auto")  # RAY_ADDRESS, else the cluster 'ray start' recorded
+        except ConnectionError:
+            raise ClusterUnreachable(none) from None
+        except Exception as err:  # noqa: BLE001
+            raise ClusterUnreachable(f"{none}: {_reason(err)}") from None
         if not target:
-            raise ClusterUnreachable("no Ray cluster found on this machine (start one with 'ray start --head', or pass --ray-address)")
+            raise ClusterUnreachable(none)
     host, port = split_address(target)
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -323,8 +326,10 @@ class RemoteReplica:
                         progress(ref, fraction)
         try:
             results, calls = ray.get(pending)
-        except RayActorError as err:
-            raise ReplicaLost(f"{self.name} on {self.node}: {_reason(err)}") from None
+        except ActorDiedError as err:
+            raise ReplicaLost(f"{self.name} on {self.node} died mid-render ({_reason(err)})") from None
+        except RayActorError:  # ActorUnavailableError: its process ended or its node is unreachable
+            raise ReplicaLost(f"{self.name} on {self.node} was lost mid-render (its process ended or its node is unreachable; Ray restarts it)") from None
         self.denoise_calls += calls
         return results
 
