@@ -49,7 +49,7 @@ class Slot:
     def __init__(self, number: int, runner: Runner):
         self.number = number
         self.runner = runner
-        self.state = LOADING
+        self.state = LOADING if self.remote else IDLE  # an in-process model is loaded before its slot exists
         self.jobs_done = 0  # jobs this replica rendered
         self.jobs: tuple[int, ...] = ()  # the jobs it holds now
         self.error: Optional[str] = None
