@@ -206,14 +206,15 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> int:
         if not isinstance(worker.load_error, (InputError, ReplicaUnavailable)):  # those were logged in one line already
             print(f"error: {worker.load_error}")
         return 2
-    for project in host.projects.values():
-        ids = host.enqueue_project(project, only_cues=True)
-        if ids:
-            log.info("%s: %d cue(s) waiting in the cue sheet", project.name, len(ids))
-        waiting = watch.settle_existing(project.root)  # stems already there must hold still too
-        if waiting:
-            log.info("%s: %d stem(s) waiting in the drop folders", project.name, waiting)
-    log.info("ready")
+    if worker.ready.is_set():  # (not when a signal came while it loaded)
+        for project in host.projects.values():
+            ids = host.enqueue_project(project, only_cues=True)
+            if ids:
+                log.info("%s: %d cue(s) waiting in the cue sheet", project.name, len(ids))
+            waiting = watch.settle_existing(project.root)  # stems already there must hold still too
+            if waiting:
+                log.info("%s: %d stem(s) waiting in the drop folders", project.name, waiting)
+        log.info("ready")
 
     stop.wait()
     log.info("stopping")
