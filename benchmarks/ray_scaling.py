@@ -212,12 +212,19 @@ def row_ray_scaling() -> dict:
 
     tiny_path()
     work = Path(tempfile.mkdtemp(prefix="ahbench-ray-"))
+    try:
+        return _measure(work, ray, ReplicaPool, ReplicaSpec, Runner)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(work: Path, ray, ReplicaPool, ReplicaSpec, Runner) -> dict:  # noqa: N803 - the classes, imported once
     temp = tempfile.mkdtemp(prefix="ahray-", dir="/tmp")
     load = {"start": _loadavg()}
     _log("ray scaling: starting a local Ray cluster and 2 CPU replicas of tiny")
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, logging_level="WARNING", _temp_dir=temp)
     pool = None
     try:
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, logging_level="WARNING", _temp_dir=temp)
         pool = ReplicaPool([ReplicaSpec(model="tiny", threads=1, batch_size=1)] * 2)
         t0 = time.monotonic()
         info = pool.first_ready()
@@ -234,11 +241,12 @@ def row_ray_scaling() -> dict:
         thr = {n: H.summary([JOBS / t for t in times[n]]) for n in times}
         ratio = H.summary([a / b for a, b in zip(times[1], times[2])])  # the k-th round of each (interleaved)
         per_replica = {n: H.summary([JOBS / t / n for t in times[n]]) for n in times}
-        holds = per_replica[2].median / per_replica[1].median
+        holds = ratio.median / 2  # each of 2 replicas, against 1 alone (from the same interleaved pairs as the ratio)
     finally:
         if pool is not None:
             pool.close()
-        ray.shutdown()
+        if ray.is_initialized():
+            ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
     # the daemon's own cost: the same worker over instant replicas
     _log("ray scaling: the daemon's own cost per job (instant replicas)")
@@ -248,7 +256,6 @@ def row_ray_scaling() -> dict:
     ceiling = H.summary([INSTANT_JOBS / t for t in instant_times])
     stages = _stage_costs(info, work / "stages")
     load["end"] = _loadavg()
-    shutil.rmtree(work, ignore_errors=True)
     replicas_to_fill = ceiling.median / per_replica[1].median
     return {
         "number": "8",
