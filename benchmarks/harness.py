@@ -247,7 +247,7 @@ class OscClient:
     def stats(self) -> dict[str, int]:
         m = self.request("/audiohost/stats", reply="/audiohost/stats")
         keys = ("jobs_done", "denoise_calls", "malformed", "refused", "queued")
-        if len(m.args) != len(keys):
+        if len(m.args) < len(keys):  # later fields (dropped datagrams, replicas) are appended after these
             raise BenchError(f"/audiohost/stats replied {m.args}")
         return dict(zip(keys, (int(a) for a in m.args)))
 

@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--reply-port", type=int, default=None, help="port replies go to on the sender's host (default 9011)")
     s.add_argument("--state-dir", type=Path, default=None, help="journal and logs (default ~/.local/state/audiohost)")
     s.add_argument("--damaged-journal", choices=("refuse", "start-fresh"), default=None, help="when the journal is damaged: refuse to start (default) or move it aside and start an empty queue")
+    s.add_argument("--backend", choices=("local", "ray", "auto"), default=None, help="where the model runs: in this process (default), on a Ray cluster, or on one if it can be reached")
+    s.add_argument("--ray-address", default=None, metavar="ADDRESS", help="the Ray cluster: auto (the one 'ray start' runs here, default), local (a private one), HOST:PORT or ray://HOST:10001")
+    s.add_argument("--replicas", type=int, default=None, help="model replicas on the cluster (default: as many as it has GPUs, or CPUs on a CPU-only cluster)")
+    s.add_argument("--gpus-per-replica", type=float, default=None, help="GPUs each replica reserves (default 1 on a cluster with GPUs; 0: CPU replicas)")
     s.set_defaults(func=_serve)
 
     st = sub.add_parser("status", help="print the job queue from the journal", description="Print the daemon's queue, whether it is running or not.")

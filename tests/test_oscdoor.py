@@ -235,7 +235,8 @@ def test_datagrams_from_outside_the_allowlist_are_counted_and_their_log_lines_li
     try:
         daemon.wait_ready(peer)  # from 127.0.0.2, the allowed client
         stats = peer.stats()
-        assert len(stats) == 6 and stats[5] == 0  # dropped is appended last
+        # dropped is the sixth field; the render replicas are appended after it (one, in-process)
+        assert len(stats) == 12 and stats[5] == 0 and stats[6:8] == [1, 0] and stats[9] == "cpu"
         for k in range(300):
             stranger.sendto(b"/audiohost/ping\x00,\x00\x00\x00" if k % 2 else b"junk", ("127.0.0.1", daemon.port))
             if k % 20 == 19:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal, Optional
@@ -56,6 +57,11 @@ class DaemonConfig(BaseModel):
     damaged_journal: Literal["refuse", "start-fresh"] = Field(
         "refuse", description="a damaged journal: refuse to start (default) or move it aside and start an empty queue"
     )
+    # where the model runs: in this process, on a Ray cluster, or on one if it can be reached
+    backend: Literal["local", "ray", "auto"] = "local"
+    ray_address: str = Field("auto", description="auto, local, HOST:PORT or ray://HOST:PORT")
+    replicas: Optional[int] = Field(None, ge=1, le=1024, description="model replicas on the cluster (default: as many as it holds)")
+    gpus_per_replica: Optional[float] = Field(None, ge=0, le=64, description="GPUs each replica reserves; 0 for CPU replicas (default: 1 on a cluster with GPUs, else 0)")
 
     @field_validator("allow")
     @classmethod
@@ -65,6 +71,16 @@ class DaemonConfig(BaseModel):
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"'{net}' is not a network (e.g. 192.168.1.0/24)") from None
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("auto", "local"):
+            return value
+        if not re.fullmatch(r"(ray://)?(\[[0-9a-fA-F:]+\]|[^:/\s]+):\d{1,5}", value) or not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+            raise ValueError(f"'{value}' is not auto, local, HOST:PORT or ray://HOST:PORT")
         return value
 
     def loopback_only_note(self) -> Optional[str]:

@@ -22,6 +22,7 @@ from host.daemon.announce import Announcer
 from host.daemon.config import DaemonConfig, load_config
 from host.daemon.logtext import OneLineFormatter
 from host.daemon.service import RenderHost
+from host.daemon.status import remove_replicas, write_replicas
 from host.daemon.worker import Worker
 from host.engine.models import DEFAULT_MODEL, fingerprint, load_model
 from host.errors import InputError
@@ -30,6 +31,7 @@ from host.intake.watch import FolderWatch
 from host.jobs.journal import INTERRUPTED_TWICE, JournalDamaged, open_journal
 from host.locks import lock_project, lock_state_dir
 from host.output.files import remove_partials
+from host.render.backend import ReplicaUnavailable
 from host.runner import Runner
 
 log = logging.getLogger("host.daemon")
@@ -50,6 +52,10 @@ def serve_from_args(args) -> int:
         "batch_size": args.batch_size if args.batch_size != 8 else None,
         "threads": args.threads,
         "damaged_journal": getattr(args, "damaged_journal", None),
+        "backend": getattr(args, "backend", None),
+        "ray_address": getattr(args, "ray_address", None),
+        "replicas": getattr(args, "replicas", None),
+        "gpus_per_replica": getattr(args, "gpus_per_replica", None),
     }
     config = load_config(args.config, overrides)
     return serve(config)
@@ -124,11 +130,21 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
     # the model named by the config, else the first project's, else the default
     if model_name is None:
         model_name = next((p.settings.model for p in loaded if p.settings.model), None) or DEFAULT_MODEL
+    cluster = None
+    if config.backend != "local":
+        cluster, problem = _join_cluster(config)
+        if cluster is None and config.backend == "ray":
+            log.error("--backend ray: %s", problem)  # one line, and nothing was opened
+            return 2
+        if cluster is None:
+            log.warning("--backend auto: %s; rendering in-process on this machine instead", problem)
     try:
         model_id, revision = fingerprint(model_name)
     except InputError as err:
-        print(f"error: {err}")
-        return 2
+        if cluster is None:
+            print(f"error: {err}")
+            return 2
+        model_id, revision = model_name, "unknown"  # the replicas' nodes may have it; they say what they loaded
 
     host = RenderHost(config, journal, announcer, model_id, revision)
     host.held = held  # projects served on request are locked for this daemon too
@@ -162,6 +178,26 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
         return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds,
                       max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index, roots=lambda: host.roots)
 
+    pools = []
+
+    def make_replicas() -> list[Runner]:
+        """One Runner per replica on the cluster; returns once one has loaded the model."""
+        from host.render.ray import ReplicaPool, ReplicaSpec, plan_replicas
+
+        count, gpus, threads = plan_replicas(cluster.resources(), config.replicas, config.gpus_per_replica, config.threads, config.device)
+        spec = ReplicaSpec(model=model_name, device=config.device, threads=threads, gpus=gpus, batch_size=config.batch_size,
+                           compile=config.compile, cpu_offload=config.cpu_offload)
+        log.info("starting %d replica(s) of %s on the Ray cluster at %s (%d node(s)), %s each", count, model_name, config.ray_address,
+                 cluster.nodes(), f"{gpus:g} GPU" if gpus else f"{threads} CPU thread(s)")
+        pool = ReplicaPool([spec] * count)
+        pools.append(pool)
+        info = pool.first_ready(stop)
+        host.model_id, host.model_revision = info.id, info.revision
+        host.window_seconds = info.window_seconds
+        log.info("model %s ready on the cluster (%d replica(s) starting)", info.id, count)
+        return [Runner(backend=replica, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index)
+                for replica in pool.replicas]
+
     exit_code = {"value": 0}
 
     def fatal(reason: str) -> None:
@@ -169,7 +205,8 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
         exit_code["value"] = 1
         stop.set()
 
-    worker = Worker(make_runner, journal, announcer, host.wake, config.batch_size, on_fatal=fatal, on_job_end=host.take_backlog)
+    worker = Worker(make_replicas if cluster is not None else make_runner, journal, announcer, host.wake, config.batch_size,
+                    on_fatal=fatal, on_job_end=host.take_backlog, on_replicas=lambda replicas: write_replicas(config.state_dir, replicas))
     host.worker = worker
     worker.start()
 
@@ -192,32 +229,59 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-    worker.ready.wait()
+    while not worker.ready.wait(0.5) and not stop.is_set():
+        pass  # a signal while the model loads stops the daemon
     if worker.load_error is not None:
         server.shutdown()
         watch.stop()
-        print(f"error: {worker.load_error}")
+        _leave_cluster(pools, cluster)
+        if not isinstance(worker.load_error, (InputError, ReplicaUnavailable)):  # those were logged in one line already
+            print(f"error: {worker.load_error}")
         return 2
-    for project in host.projects.values():
-        ids = host.enqueue_project(project, only_cues=True)
-        if ids:
-            log.info("%s: %d cue(s) waiting in the cue sheet", project.name, len(ids))
-        waiting = watch.settle_existing(project.root)  # stems already there must hold still too
-        if waiting:
-            log.info("%s: %d stem(s) waiting in the drop folders", project.name, waiting)
-    log.info("ready")
+    if worker.ready.is_set():  # (not when a signal came while it loaded)
+        for project in host.projects.values():
+            ids = host.enqueue_project(project, only_cues=True)
+            if ids:
+                log.info("%s: %d cue(s) waiting in the cue sheet", project.name, len(ids))
+            waiting = watch.settle_existing(project.root)  # stems already there must hold still too
+            if waiting:
+                log.info("%s: %d stem(s) waiting in the drop folders", project.name, waiting)
+        log.info("ready")
 
     stop.wait()
     log.info("stopping")
     watch.stop()
     worker.stop()
     worker.join(timeout=60)
+    _leave_cluster(pools, cluster)
+    remove_replicas(config.state_dir)
     server.shutdown()
     server.server_close()
     host.intake.shutdown(wait=True)
     journal.close()
     log.info("stopped")
     return exit_code["value"]
+
+
+def _join_cluster(config: DaemonConfig):
+    """(the Ray cluster joined, None) or (None, why not in one line)."""
+    try:
+        from host.render.ray import ClusterUnreachable, connect
+    except ModuleNotFoundError as err:
+        if err.name != "ray":
+            raise
+        return None, "Ray is not installed (pip install 'audiohost[ray]')"
+    try:
+        return connect(config.ray_address), None
+    except (ClusterUnreachable, InputError) as err:
+        return None, str(err)
+
+
+def _leave_cluster(pools, cluster) -> None:
+    for pool in pools:
+        pool.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def _project_file_changed(host: RenderHost, root: Path, path: Path) -> None:

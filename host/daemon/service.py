@@ -393,11 +393,12 @@ class RenderHost:
         d = self.dispatcher
         return {
             "jobs_done": counts["done"],
-            "denoise_calls": self.worker.runner.denoise_calls if self.worker and self.worker.runner else 0,
+            "denoise_calls": self.worker.denoise_calls if self.worker else 0,
             "malformed": d.malformed if d else 0,
             "refused": self.refused,
             "queued": counts["queued"] + counts["running"],
-            "dropped": d.dropped if d else 0,  # last in the reply: appended after the others
+            "dropped": d.dropped if d else 0,  # appended after the others: old clients read the first six
+            "replicas": self.worker.replicas() if self.worker else [],  # appended after dropped
         }
 
 

@@ -209,7 +209,27 @@ def subscribe(host, req: Request) -> None:
 def stats(host, req: Request) -> None:
     parse_args(req, [])
     s = host.stats()
-    host.reply(req, "/audiohost/stats", [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"], s["dropped"]])
+    head = [s["jobs_done"], s["denoise_calls"], s["malformed"], s["refused"], s["queued"], s["dropped"]]
+    host.reply(req, "/audiohost/stats", head + replica_fields(s["replicas"]))
+
+
+REPLICA_FIELDS_BUDGET = 3400  # bytes of /audiohost/stats the replica list may use (the reply stays under 4 KB)
+
+
+def replica_fields(replicas: list[dict], budget: int = REPLICA_FIELDS_BUDGET) -> list:
+    """``<replicas> <busy> <node> <device> <jobs done> <state> ...``: the counts, then one group of
+    four per replica in order, as many as fit in ``budget`` bytes (node and device names are cut
+    to 64 and 32 characters)."""
+    out: list = [len(replicas), sum(1 for r in replicas if r["state"] == "busy")]
+    used = 16
+    for r in replicas:
+        group = [str(r["node"])[:64], str(r["device"])[:32], int(r["jobs_done"]), str(r["state"])]
+        cost = sum((len(g.encode()) // 4 + 1) * 4 + 1 if isinstance(g, str) else 5 for g in group)
+        if used + cost > budget:
+            break
+        out += group
+        used += cost
+    return out
 
 
 # ---------------------------------------------------------------------- for DAW clients (issue 8)

@@ -149,3 +149,15 @@ class RenderBackend(Protocol):
         turns true comes back cancelled within one denoising step; its batch-mates go on. Each
         take rendered in a call with others gets its :class:`BatchSlot` in ``batches``."""
         ...
+
+
+class ReplicaLost(Exception):
+    """The replica rendering these works went away mid-render (its process killed, its node lost).
+
+    Nothing it rendered reaches the daemon, so nothing was written: the works' jobs go back to the
+    queue and render once elsewhere. Raised by :meth:`RenderBackend.render` of a remote replica
+    only; the in-process backend never raises it."""
+
+
+class ReplicaUnavailable(Exception):
+    """A replica that cannot render (its model did not load, it is dead for good): one line, why."""
