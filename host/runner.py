@@ -23,7 +23,7 @@ from typing import Callable, Hashable, Optional, Sequence
 
 from host.errors import InputError
 from host.finish.chain import build_chain
-from host.finish.take import Finished, deliver, fill_gaps
+from host.finish.take import Finished, deliver, deliver_loop, deliver_superres, fill_gaps
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS
 from host.jobs.job import Job
 from host.output.files import write_audio_new
@@ -170,6 +170,12 @@ class Runner:
         for index, wave in zip(plan.todo, rendered.waves):
             if job.kind == "inpaint":
                 done = fill_gaps(plan.stem, wave, info.sample_rate, plan.gaps, plan.windows, board, job.delivery.true_peak)
+            elif job.kind == "superres":
+                done = deliver_superres(plan.stem, wave, info.sample_rate, plan.cutoff, job.delivery, board)
+                done.extra["cutoff"] = {"hz": plan.cutoff, "found": plan.cutoff_found}
+            elif job.preset.loop:
+                done = deliver_loop(wave, info.sample_rate, job.delivery, board)
+                done.extra["duration"] = job.preset.duration
             else:
                 length = None
                 if job.kind == "restyle":
@@ -196,7 +202,7 @@ class Runner:
         except PermissionError as err:
             raise InputError(str(plan.folder), f"cannot write takes there: {err.strerror or 'permission denied'}") from None
         try:
-            write_audio_new(take.audio, done.audio, done.rate, done.bit_depth, done.format, done.subtype)
+            write_audio_new(take.audio, done.audio, done.rate, done.bit_depth, done.format, done.subtype, chunks=done.chunks)
         except BaseException as err:
             self.index.release(plan.folder, job.name, plan.key, take)
             if isinstance(err, OSError) and not isinstance(err, FileExistsError):
