@@ -3,9 +3,11 @@
 ``restyle/x.wav``            restyle with the project's ``restyle_preset``
 ``restyle/<preset>/x.wav``   restyle with that preset (it must be a restyle preset)
 ``inpaint/...``              the same for inpainting (filling gaps)
+``superres/...``             the same for super-resolution (the missing upper band generated)
 
 An optional sidecar ``x.toml`` beside ``x.wav`` changes the prompt, strength, steps, ... for
-that stem only, and for inpainting may list the gaps to fill (otherwise silent gaps are found).
+that stem only, for inpainting may list the gaps to fill (otherwise silent gaps are found) and
+for super-resolution may give the cutoff (otherwise it is found from the stem's spectrum).
 Hidden files and ``*.partial`` (a copy still in progress) are ignored; folders deeper than one
 level are not looked into.
 """
@@ -33,8 +35,8 @@ from host.config.presets import (
 from host.config.project import NAME_MAX, Project, delivery_problem
 from host.errors import InputError
 
-StemKind = Literal["restyle", "inpaint"]
-DROP_KINDS: tuple[str, ...] = ("restyle", "inpaint")
+StemKind = Literal["restyle", "inpaint", "superres"]
+DROP_KINDS: tuple[str, ...] = ("restyle", "inpaint", "superres")
 
 # File extensions libsndfile (soundfile) reads; compared lower-case.
 AUDIO_SUFFIXES: frozenset[str] = frozenset(
@@ -82,6 +84,8 @@ class StemSidecar(BaseModel):
     seed: Optional[int] = None
     takes: Optional[int] = None
     gaps: Optional[list[tuple[float, float]]] = None  # inpaint: [[start, end], ...] in seconds
+    cutoff: Optional[float] = None  # superres: Hz (checked by the preset: only superres has one)
+    loop: Optional[bool] = None  # refused by the preset (only foley loops), with that reason
 
     @field_validator("preset", "prompt", "negative_prompt", mode="before")
     @classmethod
@@ -90,7 +94,7 @@ class StemSidecar(BaseModel):
             raise ValueError(f"must be text, got {show_value(value)}")
         return value
 
-    @field_validator("strength", "guidance", mode="before")
+    @field_validator("strength", "guidance", "cutoff", mode="before")
     @classmethod
     def _float_in(cls, value: Any) -> Any:
         return _number(value)
@@ -176,7 +180,7 @@ def _place(project: Project, path: Path) -> tuple[StemKind, Optional[str]]:
         break
     raise InputError(
         display_path(path),
-        "not a drop: put stems in restyle/, restyle/<preset>/, inpaint/ or inpaint/<preset>/ of the project",
+        "not a drop: put stems in restyle/, inpaint/ or superres/ of the project, or one preset folder down (restyle/<preset>/, ...)",
     )
 
 
@@ -236,7 +240,7 @@ def stem_from_path(project: Project, presets: dict[str, PresetEntry], path: Path
     elif folder is not None:
         preset_name, where = folder, display_path(project.root / kind / folder) + "/"
     else:
-        preset_name = project.settings.restyle_preset if kind == "restyle" else project.settings.inpaint_preset
+        preset_name = getattr(project.settings, f"{kind}_preset")
         where = f"{display_path(project.settings_file)} {kind}_preset"
 
     entry = presets.get(preset_name)
@@ -292,7 +296,7 @@ def _folder_inside(project: Project, folder: Path, errors: list[InputError]) -> 
 
 
 def scan_drops(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[Stem], list[InputError]]:
-    """Every stem in restyle/, restyle/*/, inpaint/, inpaint/*/, sorted by path.
+    """Every stem in restyle/, restyle/*/, inpaint/, inpaint/*/, superres/, superres/*/, sorted by path.
     Stems that cannot be rendered are reported and left out; symlinks (stems or folders) that
     lead out of the project are reported and not followed."""
     found: list[Path] = []
