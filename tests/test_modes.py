@@ -24,6 +24,7 @@ import soxr
 import torch
 from scipy.signal import firwin, stft, welch
 
+from host import mel
 from host.config.presets import Preset
 from host.config.schema import Delivery
 from host.engine import bands
@@ -32,7 +33,6 @@ from host.engine import loop as loop_module
 from host.engine.foley import FoleyPipeline, FoleyTake
 from host.engine.steps import Cancelled
 from host.engine.superres import SuperresPipeline
-from host.errors import InputError
 from host.finish import crossover as xover
 from host.finish.chain import apply_chain
 from host.finish.delivery import integrated_loudness, looped_loudness, looped_true_peak_db, peak_envelope, resample
@@ -129,15 +129,13 @@ def test_a_given_cutoff_must_lie_under_the_stems_nyquist():
 
 
 def test_latent_bins_are_known_only_when_all_their_mel_bands_lie_under_the_cutoff():
-    edges = {i: float(e) for i, e in enumerate(__import__("host.mel", fromlist=["x"])._mel_to_hz(
-        np.linspace(0, __import__("host.mel", fromlist=["x"])._hz_to_mel(8000), 66)))}
+    edges = mel._mel_to_hz(np.linspace(0.0, mel._hz_to_mel(8000.0), 66))  # band i spans edges[i] .. edges[i + 2]
     for cutoff in (250.0, 1000.0, 3400.0, 6000.0):
         known = bands.latent_band_mask(cutoff, 16)
         observed = bands.observed_mel_bands(cutoff)
         assert list(known) == sorted(known, reverse=True)  # the low bins, then none
         for j, k in enumerate(known):
-            top_band = 4 * j + 3
-            assert k == (edges[top_band + 2] <= cutoff) == bool(observed[4 * j : 4 * j + 4].all())
+            assert k == (edges[4 * j + 3 + 2] <= cutoff) == bool(observed[4 * j : 4 * j + 4].all())
     assert bands.latent_band_mask(8000.0, 16).all() and not bands.latent_band_mask(150.0, 16).any()
 
 
@@ -291,17 +289,20 @@ def test_long_foley_windows_continue_each_other_in_mel_space(tiny_model, monkeyp
     window = tiny_model.window_frames // tiny_model.vae_scale
     context = long_module.context_frames(window, 2)
     assert len(captured) == long_module.windows_for(14.0, tiny_model.window_seconds) == 4
+    scale = tiny_model.vae.config.scaling_factor
+
+    def mel_of(latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return tiny_model.vae.decode(latents / scale).sample[0, 0]
+
+    unrelated = mel_of(captured[0])[: 2 * context].flatten().numpy()  # window 0's start
     for before, after in zip(captured, captured[1:]):
         assert torch.equal(after[:, :, :context], before[:, :, window - context :])
-        with torch.no_grad():
-            scale = tiny_model.vae.config.scaling_factor
-            mel_before = tiny_model.vae.decode(before / scale).sample[0, 0, -4 * context :]
-            mel_after = tiny_model.vae.decode(after / scale).sample[0, 0, : 4 * context]
-        middle = slice(context, 3 * context)  # away from either window's edge
-        r = np.corrcoef(mel_before[middle].flatten().numpy(), mel_after[middle].flatten().numpy())[0, 1]
-        assert r > 0.95
-        free = np.corrcoef(mel_before[middle].flatten().numpy(), tiny_model.vae.decode(captured[0] / scale).sample[0, 0, : 2 * context].flatten().detach().numpy())[0, 1]
-        assert abs(free) < 0.5  # unrelated stretches do not agree like that
+        middle = slice(context, 3 * context)  # of the overlap's 4 * context mel frames: away from either window's edge
+        heard = mel_of(before)[-4 * context :][middle].flatten().numpy()
+        continued = mel_of(after)[: 4 * context][middle].flatten().numpy()
+        assert np.corrcoef(heard, continued)[0, 1] > 0.95
+        assert abs(np.corrcoef(heard, unrelated)[0, 1]) < 0.5  # stretches that are not the same do not agree like that
 
 
 def test_long_foley_progress_covers_the_whole_take_and_cancel_stops_between_any_two_steps(tiny_model):
