@@ -513,3 +513,28 @@ def test_a_loop_over_a_long_take_works_and_flac_loops_record_the_loop_in_the_sid
     assert path.suffix == ".flac" and x.size == 9 * 44100
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["loop"] == {"start": 0, "end": x.size, "frames": x.size, "seconds": 9.0, "smpl": False}
+
+
+def test_a_superres_stem_that_changes_while_it_renders_delivers_nothing(runner, tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "presets" / "sr.toml").write_text('kind = "superres"\nprompt = "air"\nsteps = 2\nseed = 5\n')
+    stem = root / "superres" / "sr" / "band.wav"
+    stem.parent.mkdir(parents=True)
+    sf.write(stem, band_limited_noise(2.0, 44100, 3000.0), 44100, subtype="PCM_16")
+    [job] = plan_project(root).jobs
+    plan = runner.plan(job)
+    assert plan.cutoff_found and 2850 <= plan.cutoff <= 3000
+    [rendered] = runner.render([(0, plan)])
+    sf.write(stem, band_limited_noise(2.0, 44100, 2000.0, seed=1), 44100, subtype="PCM_16")  # replaced meanwhile
+    outcome = runner.finish(plan, rendered)
+    assert outcome.status == "changed" and not list((root / "renders").rglob("*.wav"))
+
+
+def test_a_full_band_stem_has_nothing_for_superres_to_add(runner, tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "presets" / "sr.toml").write_text('kind = "superres"\nprompt = "air"\nsteps = 2\n')
+    stem = root / "superres" / "sr" / "full.wav"
+    stem.parent.mkdir(parents=True)
+    sf.write(stem, 0.1 * np.random.default_rng(2).standard_normal(44100), 44100)
+    [outcome] = runner.run(plan_project(root).jobs)
+    assert outcome.status == "failed" and "nothing to add" in outcome.error and "\n" not in outcome.error

@@ -142,6 +142,42 @@ def test_bad_mode_requests_are_refused_in_one_line_naming_the_field(served, addr
     assert not any(m[0] == "/audiohost/job/queued" and m[1][-1] == "bad" for m in peer.received)
 
 
+def test_malformed_mode_requests_each_get_one_refusal_and_the_door_keeps_answering(served):
+    """Wrong types, non-finite numbers, boundaries and paths out of bounds, one after another."""
+    peer = served["peer"]
+    peer.drain()
+    bad = [
+        ("/audiohost/superres", ("proj",), "needs"),
+        ("/audiohost/superres", ("proj", "stems/phone.wav", "quick-sr", float("nan")), "cutoff"),
+        ("/audiohost/superres", ("proj", "stems/phone.wav", "quick-sr", float("inf")), "cutoff"),
+        ("/audiohost/superres", ("proj", "stems/phone.wav", "quick-sr", True), "cutoff"),
+        ("/audiohost/superres", ("proj", "stems/phone.wav", "quick-sr", 8000.001), "cutoff"),
+        ("/audiohost/superres", ("proj", "stems/phone.wav", "quick-sr", 3000.0, 1.0), "at most"),
+        ("/audiohost/superres", ("proj", "../../etc/passwd", "quick-sr"), "outside"),
+        ("/audiohost/superres", ("proj", "stems", "quick-sr"), "not a file"),
+        ("/audiohost/superres", ("proj", "cues.toml", "quick-sr"), "not a readable audio file"),
+        ("/audiohost/foley", ("proj", "quick", 1.5, -1, 1, "yes"), ""),  # a trailing text is a tag: accepted
+        ("/audiohost/foley", ("proj", "quick", 1.5, -1, 1, 0.5), "loop"),
+        ("/audiohost/foley", ("proj", "quick", 1.5, -1, 1, float("nan")), "loop"),
+        ("/audiohost/foley", ("proj", "quick", 600.0001), "duration"),
+        ("/audiohost/foley", ("proj", "quick-restyle", 2.0, -1, 1, 1), "not foley"),
+    ]
+    for address, args, field in bad:
+        peer.received.clear()
+        peer.send(address, *args)
+        if not field:  # the one accepted request: it is queued, not refused
+            job_id = peer.wait_for(lambda m: m[0] == "/audiohost/job/queued" and m[1][-1] == "yes", 10)[1][0]
+            assert ended(peer, job_id)[0] == "/audiohost/job/done"
+            continue
+        reason = refusal(peer, address)
+        assert field in reason and "\n" not in reason and "Traceback" not in reason, (args, reason)
+        time.sleep(0.2)
+        peer.poll(0.05)
+        assert len([m for m in peer.received if m[0] == "/audiohost/error"]) == 1, (args, peer.received)
+        assert not any(m[0] == "/audiohost/job/queued" for m in peer.received), (args, peer.received)
+    assert peer.ping()
+
+
 # ---------------------------------------------------------------------- the drop folder and the cue sheet
 def test_a_stem_dropped_into_superres_is_rendered(served):
     project = served["project"]
