@@ -22,6 +22,8 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import firwin, stft, welch
 
 from host import mel
@@ -538,3 +540,37 @@ def test_a_full_band_stem_has_nothing_for_superres_to_add(runner, tmp_path):
     sf.write(stem, 0.1 * np.random.default_rng(2).standard_normal(44100), 44100)
     [outcome] = runner.run(plan_project(root).jobs)
     assert outcome.status == "failed" and "nothing to add" in outcome.error and "\n" not in outcome.error
+
+
+# =========================================================================== structured fuzzing of the pure helpers
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 20000),
+    rate=st.sampled_from([4000, 8000, 11025, 16000, 44100, 48000, 96000]),
+    channels=st.integers(1, 3),
+    scale=st.sampled_from([0.0, 1e-12, 1e-3, 1.0, 1e6]),
+    seed=st.integers(0, 2**16),
+)
+def test_find_cutoff_answers_for_any_stem_shape_rate_and_level(n, rate, channels, scale, seed):
+    x = scale * np.random.default_rng(seed).standard_normal((channels, n))
+    found = bands.find_cutoff(x, rate)
+    if n == 0 or scale == 0.0:
+        assert found is None
+    else:
+        assert found is not None and 0 < found <= rate / 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 5000),
+    rate=st.sampled_from([8000, 16000, 44100, 48000]),
+    cutoff=st.floats(1.0, 8000.0),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_the_crossover_of_a_signal_with_itself_is_the_signal(n, rate, cutoff, channels, seed):
+    x = np.random.default_rng(seed).standard_normal((channels, n)).astype(np.float32)
+    out = xover.crossover(x, x, rate, cutoff)
+    assert out.shape == x.shape and np.allclose(out, x, atol=1e-5)
+    low, high = xover.split(x, rate, cutoff)
+    assert np.allclose(low + high, x, atol=1e-5)
