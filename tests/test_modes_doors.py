@@ -178,6 +178,21 @@ def test_malformed_mode_requests_each_get_one_refusal_and_the_door_keeps_answeri
     assert peer.ping()
 
 
+def test_a_ten_minute_take_is_accepted_reports_progress_over_all_its_windows_and_cancels(served):
+    peer, project = served["peer"], served["project"]
+    peer.drain()
+    peer.send("/audiohost/foley", "proj", "quick", 600.0, 4242, 1, "ten-min")
+    job_id = job_id_of(peer, "ten-min")
+    first = peer.wait_for(lambda m: m[0] == "/audiohost/job/progress" and m[1][0] == job_id, 60)[1][1]
+    assert 0 < first < 0.05  # 156 windows of 2 steps: a step is well under a twentieth of the take
+    peer.send("/audiohost/cancel", job_id)
+    peer.wait_for(lambda m: m[0] == "/audiohost/job/cancelled" and m[1][0] == job_id, 30)
+    time.sleep(0.3)
+    assert not any(m[0] == "/audiohost/job/done" and m[1][0] == job_id for m in peer.received)
+    assert not any('"seed": 4242' in p.read_text() for p in (project / "renders").rglob("*.json"))
+    assert peer.ping()
+
+
 # ---------------------------------------------------------------------- the drop folder and the cue sheet
 def test_a_stem_dropped_into_superres_is_rendered(served):
     project = served["project"]
@@ -263,6 +278,16 @@ def test_bad_cues_for_the_new_modes_are_refused_naming_the_field(tmp_path, cue, 
     assert cues == []
     [err] = errors
     assert err.where.endswith(f"cue[0].{field}") and reason in err.reason and "\n" not in str(err)
+
+
+def test_a_stem_dropped_straight_into_superres_gets_the_projects_superres_preset(tmp_path):
+    project = make_project(tmp_path / "proj")
+    proj = load_project(project)
+    stem = project / "superres" / "x.wav"
+    stem.parent.mkdir()
+    stem.write_bytes((project / "stems" / "phone.wav").read_bytes())
+    found = stem_from_path(proj, preset_library(proj.root)[0], stem)
+    assert (found.kind, found.preset_name, found.preset.kind) == ("superres", "quick-sr", "superres")
 
 
 def test_bad_drop_sidecars_are_refused_naming_the_field(tmp_path):
