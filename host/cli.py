@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=8, help="takes per batched denoising call (default 8)")
         p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice; try 1 beside a busy DAW)")
 
-    r = sub.add_parser("render", help="render a project's cue sheet and waiting stems", description="Render the cue sheet and whatever waits in restyle/ and inpaint/; exit 0 only when every job succeeded.")
+    r = sub.add_parser("render", help="render a project's cue sheet and waiting stems", description="Render the cue sheet and whatever waits in restyle/, inpaint/ and superres/; exit 0 only when every job succeeded.")
     r.add_argument("project", type=Path)
     model_options(r)
     r.add_argument("--only", nargs="+", metavar="NAME", help="render only these cues or stems")

@@ -175,7 +175,7 @@ preset = "whoosh-fast"
     [err] = errors
     # the cue is named as written, and where it is in the sheet
     assert err.where.endswith('cues.toml cue "b" (cue[1]).duration')
-    assert err.reason == "must be between 0.04 and 300 seconds, got -2"
+    assert err.reason == "must be between 0.04 and 600 seconds, got -2"
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ preset = "whoosh-fast"
         ('name = 3\npreset = "ui-click"', "name", "text"),
         ('name = "x"\npreset = "ui-clik"', "preset", "ui-click"),
         ('name = "x"\npreset = "restyle-radio"', "preset",
-         "preset 'restyle-radio' is a restyle preset; cues render foley, drop stems into restyle/ instead"),
+         "preset 'restyle-radio' is a restyle preset; a cue without an input renders foley"),
         ('name = "x"\npreset = "inpaint-seamless"', "preset", "inpaint preset"),
         ('name = "x"\npreset = "ui-click"\nprompts = "y"', "prompts", "did you mean 'prompt'"),
         ('name = "x"\npreset = "ui-click"\nkind = "restyle"', "kind", "unknown field"),

@@ -460,7 +460,10 @@ def _project(conn: Connection, args, report: Report) -> str:
 def _job_request(conn: Connection, args, report: Report) -> int:
     project = _project(conn, args, report)
     if args.command == "foley":
-        address, values = "/audiohost/foley", [project, args.what, args.duration, args.seed, args.takes]
+        values = [project, args.what, args.duration, args.seed, args.takes]
+        if args.loop is not None:  # what is left out before it keeps the preset's (0, -1, 0)
+            values = [project, args.what, args.duration or 0.0, -1 if args.seed is None else args.seed, args.takes or 0, 1 if args.loop else 0]
+        address = "/audiohost/foley"
     elif args.command == "restyle":
         strength = args.strength
         if args.region is not None and strength is None:
@@ -469,6 +472,8 @@ def _job_request(conn: Connection, args, report: Report) -> int:
         address, values = "/audiohost/restyle", [project, args.input, args.what, strength, *region]
     elif args.command == "inpaint":
         address, values = "/audiohost/inpaint", [project, args.input, args.start, args.end, args.what]
+    elif args.command == "superres":
+        address, values = "/audiohost/superres", [project, args.input, args.what or "", args.cutoff]
     else:  # render: the whole cue sheet, or one cue
         address, values = "/audiohost/render", [project, args.cue or ""]
     if values[-1] is None and address in ("/audiohost/inpaint", "/audiohost/render"):
@@ -608,6 +613,7 @@ COMMANDS = {
     "foley": _job_request,
     "restyle": _job_request,
     "inpaint": _job_request,
+    "superres": _job_request,
     "render": _job_request,
     "status": _status,
     "cancel": _cancel,
@@ -722,6 +728,7 @@ def add_parser(sub) -> None:
     p.add_argument("duration", type=float, nargs="?", help="seconds")
     p.add_argument("seed", type=int, nargs="?", help="-1 draws a fresh one")
     p.add_argument("takes", type=int, nargs="?")
+    p.add_argument("--loop", action=argparse.BooleanOptionalAction, default=None, help="a seamless loop (--no-loop: not one, even if the preset loops); default: the preset's")
     p = add("restyle", "restyle a stem, or a region of it: /audiohost/restyle", (common, waiting, serving))
     p.add_argument("project")
     p.add_argument("input", help="the stem (relative to the project, or absolute inside a served project or root)")
@@ -734,6 +741,11 @@ def add_parser(sub) -> None:
     p.add_argument("start", type=float, help="gap start, seconds")
     p.add_argument("end", type=float, help="gap end, seconds")
     p.add_argument("what", metavar="prompt_or_preset", nargs="?")
+    p = add("superres", "generate a band-limited stem's missing upper band, up to 8 kHz: /audiohost/superres", (common, waiting, serving))
+    p.add_argument("project")
+    p.add_argument("input", help="the stem (relative to the project, or absolute inside a served project or root)")
+    p.add_argument("what", metavar="prompt_or_preset", nargs="?", help="guides the generated band; default: the project's superres preset")
+    p.add_argument("--cutoff", type=float, metavar="HZ", help="where the stem's own band ends (0-8000 Hz); default: found from its spectrum")
     p = add("render", "render the cue sheet, or one cue: /audiohost/render", (common, waiting, serving))
     p.add_argument("project")
     p.add_argument("cue", nargs="?")

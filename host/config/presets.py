@@ -17,20 +17,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from host import mel
 from host.config.schema import DeliveryOverrides, Effect, resolve_paths, show_value
 from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
 
-PresetKind = Literal["foley", "restyle", "inpaint"]
-KINDS: tuple[str, ...] = ("foley", "restyle", "inpaint")
+PresetKind = Literal["foley", "restyle", "inpaint", "superres"]
+KINDS: tuple[str, ...] = ("foley", "restyle", "inpaint", "superres")
 
 SEED_MAX = 2**32 - 1
 # AudioLDM's schedule has 1000 training steps and DDIM offsets by one: 999 is the most it can take
 MAX_STEPS = 999
+# A foley take may be up to 10 minutes (longer than the model's window: rendered as windows that
+# continue each other); a job's takes together at most this much audio, so a job's rendered takes
+# stay a bounded amount of memory (30 min at 16 kHz float: 115 MB) on their way to finishing.
+MAX_DURATION_SECONDS = 600.0
+MAX_JOB_SECONDS = 1800.0
+# A loop needs room for its seam (host.engine.loop) with sound on both sides.
+MIN_LOOP_SECONDS = 1.0
+# Super-resolution tops out at the model's bandwidth: AudioLDM's mel bands end at 8 kHz.
+MAX_CUTOFF_HZ = float(mel.F_MAX)
 
 # The fields a cue or a sidecar may change; ``kind`` and ``description`` belong to the preset.
 OVERRIDABLE = (
@@ -47,6 +57,8 @@ OVERRIDABLE = (
     "delivery",
     "ucs",
     "model",
+    "loop",
+    "cutoff",
 )
 
 
@@ -225,6 +237,43 @@ class Preset(BaseModel):
     # the checkpoint this preset wants (hub id, local folder, "tiny" or "tiny-audioldm2");
     # None: the project's or the host's model
     model: Optional[str] = None
+    loop: bool = False  # foley: the take plays seamlessly when repeated (seam regenerated, smpl loop)
+    cutoff: Optional[float] = None  # superres: where the stem's own band ends, Hz; None: found from the stem
+
+    @field_validator("loop", mode="before")
+    @classmethod
+    def _loop_flag(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {show_value(value)}")
+        return value
+
+    @field_validator("loop")
+    @classmethod
+    def _loop(cls, value: bool, info: ValidationInfo) -> bool:
+        kind = info.data.get("kind")
+        if value and kind is not None and kind != "foley":
+            raise ValueError(f"only foley takes loop; this is a {kind} preset")
+        duration = info.data.get("duration")
+        if value and duration is not None and duration < MIN_LOOP_SECONDS:
+            raise ValueError(f"a loop needs a duration of at least {MIN_LOOP_SECONDS:g} s (its seam needs sound on both sides), got {duration:g} s")
+        return value
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _cutoff_number(cls, value: Any) -> Any:
+        return value if value is None else _number(value)
+
+    @field_validator("cutoff")
+    @classmethod
+    def _cutoff(cls, value: Optional[float], info: ValidationInfo) -> Optional[float]:
+        if value is None:
+            return None
+        kind = info.data.get("kind")
+        if kind is not None and kind != "superres":
+            raise ValueError(f"only superres takes have a cutoff; this is a {kind} preset")
+        if not 0 < value <= MAX_CUTOFF_HZ:
+            raise ValueError(f"must be above 0 and at most {MAX_CUTOFF_HZ:g} Hz (the model's bandwidth), got {show_value(value)}")
+        return value
 
     @field_validator("kind", "description", "prompt", "negative_prompt", "scheduler", mode="before")
     @classmethod
@@ -253,7 +302,7 @@ class Preset(BaseModel):
     @field_validator("duration")
     @classmethod
     def _duration(cls, value: float) -> float:
-        return _between(value, 0.04, 300, "seconds", low_open=True)
+        return _between(value, 0.04, MAX_DURATION_SECONDS, "seconds", low_open=True)
 
     @field_validator("steps")
     @classmethod
@@ -272,8 +321,16 @@ class Preset(BaseModel):
 
     @field_validator("takes")
     @classmethod
-    def _takes(cls, value: int) -> int:
-        return _between(value, 1, 32)
+    def _takes(cls, value: int, info: ValidationInfo) -> int:
+        value = _between(value, 1, 32)
+        duration = info.data.get("duration")
+        if duration is not None and info.data.get("kind") == "foley" and value * duration > MAX_JOB_SECONDS:
+            most = max(1, int(MAX_JOB_SECONDS // duration))
+            raise ValueError(
+                f"{value} takes of {duration:g} s are {value * duration:g} s of audio; one job renders at most "
+                f"{MAX_JOB_SECONDS:g} s ({most} take{'s' if most > 1 else ''} of this length)"
+            )
+        return value
 
     @field_validator("strength")
     @classmethod

@@ -3,11 +3,12 @@
 Layout::
 
     <project>/
-      project.toml      delivery format, model, default restyle / inpaint presets (optional)
-      cues.toml         [[cue]] tables: foley to render from text
+      project.toml      delivery format, model, default restyle / inpaint / superres presets (optional)
+      cues.toml         [[cue]] tables: foley to render from text, or a stem (input) to render
       presets/          project presets (replace built-ins of the same name)
       restyle/          drop stems here (or in restyle/<preset>/) to restyle them
       inpaint/          drop stems here (or in inpaint/<preset>/) to fill their gaps
+      superres/         drop stems here (or in superres/<preset>/) to generate their missing upper band
       renders/          finished takes
       .audiohost/       the host's own state
 """
@@ -22,7 +23,9 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from host.config.paths import confine
 from host.config.presets import (
+    KINDS,
     OVERRIDABLE,
     ChainCheck,
     Preset,
@@ -78,13 +81,14 @@ class ProjectSettings(BaseModel):
     model: Optional[str] = None  # AudioLDM checkpoint; None = the host's default
     restyle_preset: str = "restyle-texture"  # for stems dropped directly into restyle/
     inpaint_preset: str = "inpaint-seamless"  # for stems dropped directly into inpaint/
+    superres_preset: str = "superres-restore"  # for stems dropped directly into superres/
     # File naming: "default" (<name>_tNN) or "ucs" (CatID_FXName_CreatorID_SourceID), which needs
     # creator_id (who made it, e.g. initials) and source_id (the project or library).
     naming: Literal["default", "ucs"] = "default"
     creator_id: Optional[str] = Field(None, validate_default=True)
     source_id: Optional[str] = Field(None, validate_default=True)
 
-    @field_validator("model", "restyle_preset", "inpaint_preset", mode="before")
+    @field_validator("model", "restyle_preset", "inpaint_preset", "superres_preset", mode="before")
     @classmethod
     def _text(cls, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
@@ -147,6 +151,10 @@ class Project:
         return self.root / "inpaint"
 
     @property
+    def superres_dir(self) -> Path:
+        return self.root / "superres"
+
+    @property
     def presets_dir(self) -> Path:
         return self.root / "presets"
 
@@ -179,7 +187,7 @@ def check_renders(project: Project) -> None:
     or not there yet. The host writes and cleans up only there, so a renders/ that is a symlink
     or lies elsewhere would have it write, and delete leftovers, wherever that points."""
     renders = project.renders_dir
-    for folder in (renders, *(renders / kind for kind in ("foley", "restyle", "inpaint"))):
+    for folder in (renders, *(renders / kind for kind in KINDS)):
         if folder.is_symlink():
             raise InputError(
                 display_path(folder),
@@ -205,17 +213,22 @@ def delivery_problem(overrides: DeliveryOverrides, base: Delivery) -> Optional[s
 
 @dataclass(frozen=True)
 class Cue:
-    """One foley cue. ``preset`` already has the cue's overrides applied; ``preset_hash`` is the
-    content hash of the preset *file* (``DEFAULT_PRESET_HASH`` for the built-in default)."""
+    """One cue: foley from text, or with an ``input`` a stem rendered by its preset's kind
+    (superres, restyle, inpaint with its gaps found as digital silence). ``preset`` already has
+    the cue's overrides applied; ``preset_hash`` is the content hash of the preset *file*
+    (``DEFAULT_PRESET_HASH`` for the built-in default)."""
 
     name: str
     preset_name: str
     preset: Preset
     preset_hash: str
     index: int  # 0-based position in the sheet, as in the error messages' cue[i]
+    input: Optional[Path] = None  # the stem, resolved and inside the project
 
 
-CUE_KEYS: tuple[str, ...] = ("name", "preset", *OVERRIDABLE)
+CUE_KEYS: tuple[str, ...] = ("name", "preset", "input", *OVERRIDABLE)
+# the kinds a cue with an input may render (it names a preset of one of them)
+INPUT_KINDS: tuple[str, ...] = ("superres", "restyle", "inpaint")
 
 
 def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], project: Project, check_chain: Optional[ChainCheck] = None) -> Cue:
@@ -231,18 +244,21 @@ def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], pr
     # from here on a problem names the cue as the user wrote it, and where it is in the sheet
     here = f'{sheet} cue "{name}" (cue[{index}])'
 
-    overrides = {k: v for k, v in table.items() if k not in ("name", "preset")}
+    overrides = {k: v for k, v in table.items() if k not in ("name", "preset", "input")}
+    stem = _cue_input(table, here, project) if "input" in table else None
     if "preset" in table:
         preset_name = table["preset"]
         if not isinstance(preset_name, str):
             raise InputError(f"{here}.preset", f"must be a preset name, got {show_value(preset_name)}")
         entry = presets.get(preset_name)
         if entry is None:
-            foley = [n for n, e in presets.items() if e.preset.kind == "foley"]
-            close = close_names(preset_name, foley)
+            kinds = INPUT_KINDS if stem is not None else ("foley",)
+            close = close_names(preset_name, [n for n, e in presets.items() if e.preset.kind in kinds])
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise InputError(f"{here}.preset", f"no preset named '{preset_name}'{hint}")
         base, digest = entry.preset, entry.content_hash
+    elif stem is not None:
+        raise InputError(f"{here}.preset", f"a cue with an input names its preset (a {', '.join(INPUT_KINDS)} preset)")
     else:
         if "prompt" not in table:
             raise InputError(here, "needs a 'preset' or a 'prompt'")
@@ -250,14 +266,16 @@ def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], pr
         entry = presets.get(DEFAULT_PRESET_NAME)
         base, digest = (entry.preset, entry.content_hash) if entry else (DEFAULT_PRESET, DEFAULT_PRESET_HASH)
 
-    if base.kind != "foley":
+    if stem is None and base.kind != "foley":
         raise InputError(
             f"{here}.preset",
-            f"preset '{preset_name}' is a {base.kind} preset; cues render foley, "
-            f"drop stems into {base.kind}/ instead",
+            f"preset '{preset_name}' is a {base.kind} preset; a cue without an input renders foley "
+            f"(give the cue an input = \"stems/x.wav\", or drop the stem into {base.kind}/)",
         )
+    if stem is not None and base.kind == "foley":
+        raise InputError(f"{here}.input", f"preset '{preset_name}' is a foley preset, which takes no input; a cue with an input needs a {', '.join(INPUT_KINDS)} preset")
     preset = apply_overrides(base, overrides, sheet, allowed=OVERRIDABLE, prefix=f'cue "{name}" (cue[{index}]).')
-    if not preset.prompt.strip():
+    if stem is None and not preset.prompt.strip():
         raise InputError(f"{here}.prompt", f"a foley cue needs a prompt (preset '{preset_name}' has none)")
     problem = delivery_problem(preset.delivery, project.settings.delivery)
     if problem:
@@ -267,7 +285,19 @@ def _cue(table: Any, index: int, sheet: str, presets: dict[str, PresetEntry], pr
         preset = preset.model_copy(update={"chain": resolve_paths(preset.chain, project.root)})
         if check_chain is not None:
             check_chain(preset.chain, here)
-    return Cue(name=name, preset_name=preset_name, preset=preset, preset_hash=digest, index=index)
+    return Cue(name=name, preset_name=preset_name, preset=preset, preset_hash=digest, index=index, input=stem)
+
+
+def _cue_input(table: dict, here: str, project: Project) -> Path:
+    """A cue's input: a path relative to the project (or absolute), resolved, inside the project."""
+    value = table["input"]
+    where = f"{here}.input"
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"must be a path to a stem inside the project, e.g. \"stems/x.wav\", got {show_value(value)}")
+    path = confine(value, [project.root], where, base=project.root, what="the project")
+    if not path.is_file():
+        raise InputError(where, f"'{value}' is not a file in the project")
+    return path
 
 
 def load_cues(project: Project, presets: dict[str, PresetEntry], check_chain: Optional[ChainCheck] = None) -> tuple[list[Cue], list[InputError]]:

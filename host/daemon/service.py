@@ -23,6 +23,7 @@ from host.config.presets import PresetEntry, apply_overrides, near_miss, preset_
 from host.config.project import DEFAULT_PRESET, DEFAULT_PRESET_HASH, Project, load_cues, load_project
 from host.daemon.announce import Announcer, done_fits
 from host.daemon.config import DaemonConfig
+from host.engine.bands import nyquist_problem
 from host.errors import InputError
 from host.finish.chain import check_chain
 from host.intake.audio import inspect_stem
@@ -70,7 +71,7 @@ class RenderHost:
         with self._lock:
             self.projects[project.root] = project
             self._presets.pop(project.root, None)
-        for folder in (project.restyle_dir, project.inpaint_dir, project.renders_dir):
+        for folder in (project.restyle_dir, project.inpaint_dir, project.superres_dir, project.renders_dir):
             folder.mkdir(exist_ok=True)
         return project
 
@@ -166,7 +167,7 @@ class RenderHost:
             near = None if forced else near_miss(what, library)
             if near is not None:
                 raise InputError(where, f"no preset '{what}'; did you mean '{near}'? (send '{PROMPT_PREFIX}{what}' to use it as a prompt)")
-            default_name = {"foley": None, "restyle": project.settings.restyle_preset, "inpaint": project.settings.inpaint_preset}[kind]
+            default_name = None if kind == "foley" else getattr(project.settings, f"{kind}_preset")
             if default_name is None:
                 preset_name, preset_hash, preset = "default", DEFAULT_PRESET_HASH, DEFAULT_PRESET
             elif default_name in library:
@@ -190,12 +191,17 @@ class RenderHost:
     def accept_input(self, job: Job, where: str) -> Job:
         """A job's stem checked now, so a request that cannot be satisfied is refused at once: a
         regular file inside the roots, whole (not still being written), read as audio, not too
-        long, its gaps inside it (a region was checked on arrival); its content hashed once, the
+        long, its gaps inside it, a given cutoff (superres) under its Nyquist frequency (a region
+        was checked on arrival); its content hashed once, the
         hash carried on the job from here on."""
         if not job.input:
             return job
         check = inspect_stem(Path(job.input), self.roots, self.config.max_stem_seconds, int(self.config.max_stem_mb * 1e6), where)
         seconds = check.seconds
+        if job.kind == "superres" and job.preset.cutoff is not None:
+            problem = nyquist_problem(job.preset.cutoff, check.rate)
+            if problem:
+                raise InputError(f"{where} cutoff", problem)
         if job.gaps:
             for start, end in job.gaps:
                 if end > seconds + 1e-9:

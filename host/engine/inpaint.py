@@ -65,7 +65,7 @@ class InpaintPipeline:
                 if on_step is not None:
                     on_step(k * total + done, total * len(gaps))
 
-            pieces = self._fill_window([t[a:b] for t in takes], local_gap, embeds, [steps.part_seed(s, k) for s in seeds],
+            pieces = self.fill_window([t[a:b] for t in takes], local_gap, embeds, [steps.part_seed(s, k) for s in seeds],
                                        num_steps, guidance, scheduler, gap_step)
             # 5. splice each fill into its take, so the next window hears it
             g0, g1 = (int(round(x * rate)) for x in gap)
@@ -73,8 +73,9 @@ class InpaintPipeline:
                 _splice_linear(take, piece, a, g0, g1, int(round(CONTEXT_FADE_SECONDS * rate)))
         return [t.astype(np.float32) for t in takes]
 
-    def _fill_window(self, windows: list[np.ndarray], gap: tuple[float, float], embeds, seeds, num_steps, guidance, scheduler, on_step) -> list[np.ndarray]:
-        """Each take's window with its gap generated, at the window's own level."""
+    def fill_window(self, windows: list[np.ndarray], gap: tuple[float, float], embeds, seeds, num_steps, guidance, scheduler, on_step) -> list[np.ndarray]:
+        """Each take's window (16 kHz) with its gap (seconds into the window) generated, at the
+        window's own level. Also used by loops, whose seam is a gap across the wrap point."""
         model = self.model
         length = len(windows[0])
         frames = model.frames_for(length / model.sample_rate)

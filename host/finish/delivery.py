@@ -189,6 +189,58 @@ def finish(audio: np.ndarray, rate: int, delivery: Delivery) -> tuple[np.ndarray
     return out, out_rate, report
 
 
+def looped_loudness(audio: np.ndarray, rate: int) -> float | None:
+    """BS.1770-4 integrated loudness of ``audio`` played in a loop, or None (as for
+    :func:`integrated_loudness`).
+
+    What a meter reads over many repetitions: the K-weighting runs in its steady state (warmed up
+    on the loop's own end), and 400 ms blocks start all along the loop, the ones near its end
+    reaching round into its start. A meter's blocks start every 100 ms from wherever playback
+    began, so over many repetitions of a loop that is not a whole number of 100 ms they start
+    everywhere: here they start every 10 ms, each position counted once, which is that average
+    (and within a hundredth of a LU of the 100 ms grid when the loop is a whole number of them).
+    """
+    x = _as_float32(audio)
+    channels, n = x.shape
+    if channels > len(_CHANNEL_WEIGHTS):
+        raise ValueError(f"loudness is defined for up to {len(_CHANNEL_WEIGHTS)} channels (L, R, C, Ls, Rs), got {channels}")
+    if n < MIN_LOUDNESS_S * rate or not np.any(x):
+        return None
+    sos = _k_weighting(rate)
+    warm = _k_decay(rate)
+    _, state = sosfilt(sos, x[:, np.arange(-warm, 0) % n].astype(np.float64), axis=-1, zi=np.zeros((sos.shape[0], channels, 2)))
+    hop = max(1, round(HOP_S * rate / 10))  # block starts every 10 ms
+    span = round(BLOCK_S / HOP_S) * 10  # 40 of them make a 400 ms block
+    block = span * hop
+    starts = np.arange(0, n, hop)
+    total = n + block  # the loop, then its start again for the last blocks to reach into
+    hops = np.zeros((channels, -(-total // hop)))
+    for a in range(0, total, _CHUNK - _CHUNK % hop):  # whole hops per chunk
+        b = min(total, a + _CHUNK - _CHUNK % hop)
+        weighted, state = sosfilt(sos, x[:, np.arange(a, b) % n].astype(np.float64), axis=-1, zi=state)
+        squared = np.square(weighted)
+        edges = np.arange(0, b - a, hop)
+        hops[:, a // hop : a // hop + edges.size] = np.add.reduceat(squared, edges, axis=-1)
+    cumulative = np.concatenate([np.zeros((channels, 1)), np.cumsum(hops, axis=-1)], axis=-1)
+    first = starts // hop
+    energy = cumulative[:, first + span] - cumulative[:, first]  # (channels, blocks)
+    powers = (np.asarray(_CHANNEL_WEIGHTS[:channels]) @ energy) / block
+    return _gated(powers)
+
+
+def looped_true_peak_db(audio: np.ndarray, rate: int) -> float:
+    """True peak in dBTP of ``audio`` played in a loop: the 4x-oversampled points between its
+    last sample and its first are read from the loop itself, not from silence around it."""
+    x = _as_float32(audio)
+    n = x.shape[1]
+    if n == 0 or not np.any(x):
+        return -math.inf
+    reach = 2 * _TP_TAPS
+    around = x[:, np.arange(-reach, n + reach) % n]
+    peak = float(peak_envelope(around, reach, reach + n).max())
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
 def match_level(fill: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Scale ``fill`` so its RMS (over all channels) equals ``reference``'s; unchanged if either is silent."""
     fill_rms = _rms(fill)

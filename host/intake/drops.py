@@ -3,9 +3,11 @@
 ``restyle/x.wav``            restyle with the project's ``restyle_preset``
 ``restyle/<preset>/x.wav``   restyle with that preset (it must be a restyle preset)
 ``inpaint/...``              the same for inpainting (filling gaps)
+``superres/...``             the same for super-resolution (the missing upper band generated)
 
 An optional sidecar ``x.toml`` beside ``x.wav`` changes the prompt, strength, steps, ... for
-that stem only, and for inpainting may list the gaps to fill (otherwise silent gaps are found).
+that stem only, for inpainting may list the gaps to fill (otherwise silent gaps are found) and
+for super-resolution may give the cutoff (otherwise it is found from the stem's spectrum).
 Hidden files and ``*.partial`` (a copy still in progress) are ignored; folders deeper than one
 level are not looked into.
 """
@@ -32,8 +34,8 @@ from host.config.project import NAME_MAX, Project, delivery_problem
 from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
-StemKind = Literal["restyle", "inpaint"]
-DROP_KINDS: tuple[str, ...] = ("restyle", "inpaint")
+StemKind = Literal["restyle", "inpaint", "superres"]
+DROP_KINDS: tuple[str, ...] = ("restyle", "inpaint", "superres")
 
 # File extensions libsndfile (soundfile) reads; compared lower-case.
 AUDIO_SUFFIXES: frozenset[str] = frozenset(
@@ -69,7 +71,7 @@ def safe_name(stem: str) -> str:
 
 # What a stem's sidecar may change (checked by the preset's own rules, like a cue's changes),
 # besides choosing the preset and, for inpainting, listing the gaps.
-SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes", "ucs")
+SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes", "ucs", "cutoff", "loop")
 SIDECAR_FIELDS: tuple[str, ...] = ("preset", "gaps", *SIDECAR_OVERRIDABLE)
 
 
@@ -164,7 +166,7 @@ def _place(project: Project, path: Path) -> tuple[StemKind, Optional[str]]:
         break
     raise InputError(
         display_path(path),
-        "not a drop: put stems in restyle/, restyle/<preset>/, inpaint/ or inpaint/<preset>/ of the project",
+        "not a drop: put stems in restyle/, inpaint/ or superres/ of the project, or one preset folder down (restyle/<preset>/, ...)",
     )
 
 
@@ -220,7 +222,7 @@ def stem_from_path(project: Project, presets: dict[str, PresetEntry], path: Path
     elif folder is not None:
         preset_name, where = folder, display_path(project.root / kind / folder) + "/"
     else:
-        preset_name = project.settings.restyle_preset if kind == "restyle" else project.settings.inpaint_preset
+        preset_name = getattr(project.settings, f"{kind}_preset")
         where = f"{display_path(project.settings_file)} {kind}_preset"
 
     entry = presets.get(preset_name)
@@ -273,7 +275,7 @@ def _folder_inside(project: Project, folder: Path, errors: list[InputError]) -> 
 
 
 def scan_drops(project: Project, presets: dict[str, PresetEntry]) -> tuple[list[Stem], list[InputError]]:
-    """Every stem in restyle/, restyle/*/, inpaint/, inpaint/*/, sorted by path.
+    """Every stem in restyle/, restyle/*/, inpaint/, inpaint/*/, superres/, superres/*/, sorted by path.
     Stems that cannot be rendered are reported and left out; symlinks (stems or folders) that
     lead out of the project are reported and not followed."""
     found: list[Path] = []

@@ -41,7 +41,7 @@ class Request:
 
 
 # ---------------------------------------------------------------------- argument parsing
-NUM, INT, STR = "number", "integer", "text"
+NUM, INT, STR, FLAG = "number", "integer", "text", "flag"
 
 # the longest text each field takes (characters); the trailing tag is "tag"
 TEXT_LIMITS = {
@@ -88,6 +88,14 @@ def _coerce(address: str, name: str, kind: str, value: Any) -> Any:
         if limit is not None and len(value) > limit:
             raise InputError(address, f"{name} is {len(value)} characters long; the longest accepted is {limit}")
         return value
+    if kind == FLAG:  # 1 or true: on, 0 or false: off, negative: the preset's (Max has no booleans)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, (int, float)) and value < 0:
+            return None
+        raise InputError(address, f"{name} must be 1 (on), 0 (off) or -1 (the preset's), got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(address, f"{name} must be a number, got {type(value).__name__}")
     if value != value or value in (float("inf"), float("-inf")):
@@ -109,12 +117,15 @@ def ping(host, req: Request) -> None:
 
 
 def foley(host, req: Request) -> None:
-    (project, what, duration, seed, takes), tag = parse_args(
-        req, [("project", STR), ("prompt or preset", STR)], [("duration", NUM), ("seed", INT), ("takes", INT)]
+    (project, what, duration, seed, takes, loop), tag = parse_args(
+        req, [("project", STR), ("prompt or preset", STR)], [("duration", NUM), ("seed", INT), ("takes", INT), ("loop", FLAG)]
     )
     if seed is not None and seed < 0:
         seed = None  # a negative seed asks for a fresh one (Max has no "nothing")
-    overrides = {k: v for k, v in {"duration": duration, "seed": seed, "takes": takes}.items() if v is not None}
+    # 0 duration or takes keeps the preset's, so a loop flag can follow them (Max has no "nothing")
+    duration = None if duration == 0 else duration
+    takes = None if takes == 0 else takes
+    overrides = {k: v for k, v in {"duration": duration, "seed": seed, "takes": takes, "loop": loop}.items() if v is not None}
 
     def accept() -> None:
         proj = host.project(project, req.address)
@@ -167,6 +178,21 @@ def inpaint(host, req: Request) -> None:
         proj = host.project(project, req.address)
         stem = host.input_path(path, proj, req.address)
         job = host.job_for(proj, "inpaint", what or "", {}, req.address, input=stem, gaps=((start, end),))
+        host.submit_request(job, req, tag)
+
+    host.defer(req, accept)
+
+
+def superres(host, req: Request) -> None:
+    (project, path, what, cutoff), tag = parse_args(
+        req, [("project", STR), ("input path", STR)], [("prompt or preset", STR), ("cutoff", NUM)]
+    )
+    overrides = {"cutoff": cutoff} if cutoff is not None else {}
+
+    def accept() -> None:
+        proj = host.project(project, req.address)
+        stem = host.input_path(path, proj, req.address)
+        job = host.job_for(proj, "superres", what or "", overrides, req.address, input=stem)
         host.submit_request(job, req, tag)
 
     host.defer(req, accept)
@@ -303,6 +329,7 @@ HANDLERS: dict[str, Callable] = {
     "render": render,
     "restyle": restyle,
     "inpaint": inpaint,
+    "superres": superres,
     "cancel": cancel,
     "status": status,
     "subscribe": subscribe,
@@ -343,7 +370,7 @@ class RequestDispatcher(Dispatcher):
     def _run(self, fn: Optional[Callable], req: Request) -> None:
         try:
             if fn is None:
-                raise InputError(req.address, "unknown address (see /audiohost/ping, foley, render, restyle, inpaint, cancel, status, subscribe)")
+                raise InputError(req.address, "unknown address (see /audiohost/ping, foley, render, restyle, inpaint, superres, cancel, status, subscribe)")
             fn(self.host, req)
         except InputError as err:
             self.host.refuse(req, err)

@@ -2,8 +2,8 @@
 
 Events only make a path a *candidate*; the :class:`Settler` takes it once its size and
 modification time have held still for ``settle`` seconds (a slow copy, a DAW still rendering
-into the folder, a network share). One handler class per concern: stems in ``restyle/`` and
-``inpaint/``, and the project's own files (``cues.toml``, ``project.toml``, ``presets/``).
+into the folder, a network share). One handler class per concern: stems in ``restyle/``,
+``inpaint/`` and ``superres/``, and the project's own files (``cues.toml``, ``project.toml``, ``presets/``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from host.intake.drops import AUDIO_SUFFIXES, is_stem_file
+from host.intake.drops import AUDIO_SUFFIXES, DROP_KINDS, is_stem_file
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def stems_beside(sidecar: Path) -> list[Path]:
 
 
 class StemHandler(FileSystemEventHandler):
-    """Stems dropped into ``restyle/`` or ``inpaint/`` (directly, or one preset folder down)."""
+    """Stems dropped into ``restyle/``, ``inpaint/`` or ``superres/`` (directly, or one preset folder down)."""
 
     def __init__(self, drop_dir: Path, settler: Settler):
         self.drop_dir = drop_dir
@@ -163,7 +163,7 @@ class FolderWatch:
 
     def add_project(self, root: Path) -> None:
         self.roots.append(root)
-        for name in ("restyle", "inpaint"):
+        for name in DROP_KINDS:
             folder = root / name
             folder.mkdir(exist_ok=True)
             self.observer.schedule(StemHandler(folder, self.stems), str(folder), recursive=True)
@@ -176,7 +176,7 @@ class FolderWatch:
         """Stems already waiting in a project's drop folders become candidates like new ones: they
         are taken once they hold still (a copy may have been running when the daemon started)."""
         found = 0
-        for name in ("restyle", "inpaint"):
+        for name in DROP_KINDS:
             top = root / name
             folders = [top] + ([p for p in sorted(top.iterdir()) if p.is_dir() and not p.is_symlink()] if top.is_dir() else [])
             for folder in folders:

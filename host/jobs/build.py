@@ -12,7 +12,7 @@ from host.jobs.job import Job
 
 
 def job_from_cue(project: Project, cue: Cue, source: str = "cue") -> Job:
-    return job_from_preset(project, cue.name, cue.preset_name, cue.preset_hash, cue.preset, source=source)
+    return job_from_preset(project, cue.name, cue.preset_name, cue.preset_hash, cue.preset, input=cue.input, source=source)
 
 
 def job_from_stem(project: Project, stem: Stem, source: str = "drop") -> Job:

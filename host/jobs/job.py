@@ -19,7 +19,14 @@ from host.config.schema import Delivery
 # Bump when a change to the engine or delivery makes old takes differ from what a new render gives.
 RENDER_VERSION = 1
 
-Kind = Literal["foley", "restyle", "inpaint"]
+Kind = Literal["foley", "restyle", "inpaint", "superres"]
+
+# Foley takes longer than this (AudioLDM's window) have been rendered as windows that continue
+# each other since the long-foley change; before it, as one stretched latent. Their keys say so,
+# so such takes render again once rather than mixing the two ways among a cue's takes. (An
+# AudioLDM 2 take between 5.12 and 10.24 s is one window either way; the key cannot know the
+# model's window, so those render again once too.)
+LONG_FOLEY_FROM_SECONDS = 5.12
 
 
 class Job(BaseModel):
@@ -32,7 +39,7 @@ class Job(BaseModel):
     preset_hash: str
     preset: Preset  # with every override (cue fields, sidecar, OSC arguments) applied
     delivery: Delivery  # the project's, with the preset's overrides applied
-    input: Optional[str] = None  # the stem, for restyle and inpaint
+    input: Optional[str] = None  # the stem, for restyle, inpaint and superres
     input_sha256: Optional[str] = None  # the stem's content when the job was accepted (hashed once, off the OSC thread)
     region: Optional[tuple[float, float]] = None  # restyle only this part of the stem: (start, length) in seconds
     gaps: Optional[tuple[tuple[float, float], ...]] = None  # None: find runs of digital silence
@@ -48,9 +55,7 @@ class Job(BaseModel):
             "render_version": RENDER_VERSION,
             "kind": self.kind,
             "name": self.name,
-            # ucs names the file, and the model is keyed by its id and revision below: adding either
-            # field to the preset renders nothing again
-            "preset": self.preset.model_dump(mode="json", exclude={"ucs", "model"}),
+            "preset": self.preset.model_dump(mode="json", exclude=self._unkeyed()),
             "delivery": self.delivery.model_dump(mode="json"),
             "gaps": self.gaps,
             "input": input_hash if input_hash is not None else self.input_sha256,
@@ -58,12 +63,25 @@ class Job(BaseModel):
         }
         if self.region is not None:  # only when set, so the keys of every earlier take stay the same
             material["region"] = list(self.region)
+        if self.kind == "foley" and self.preset.duration > LONG_FOLEY_FROM_SECONDS:
+            material["long"] = "windows"
         blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
+
+    def _unkeyed(self) -> set[str]:
+        """Preset fields left out of the key: ucs names the file, the model is keyed by its id and
+        revision; loop and cutoff count only when set, so adding those fields to the preset
+        renders no earlier take again."""
+        out = {"ucs", "model"}
+        if not self.preset.loop:
+            out.add("loop")
+        if self.preset.cutoff is None:
+            out.add("cutoff")
+        return out
 
     def batch_group(self) -> Optional[tuple]:
         """Foley jobs with the same group can share one denoising call; other kinds cannot."""
         if self.kind != "foley":
             return None
         p = self.preset
-        return (round(p.duration, 6), p.steps, round(p.guidance, 6), p.scheduler)
+        return (round(p.duration, 6), p.steps, round(p.guidance, 6), p.scheduler, p.loop)

@@ -148,6 +148,7 @@ def write_take(path: Path, done: "Finished", record: dict[str, Any], number: int
     write_audio_new(
         path, done.audio, done.rate, done.bit_depth, done.format, done.subtype,
         metadata=take_metadata(record, number) if embeds else None, carried=carried if embeds else None,
+        chunks=done.chunks if done.format == "wav" else (),  # a loop's smpl chunk
     )
 
 

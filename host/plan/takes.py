@@ -3,9 +3,10 @@
 ``plan_takes`` reads the job's stem once (its content hashed from the same read, and what the
 file carries besides audio: BWF chunks, its TimeReference), works out the job key, the takes
 already on disk for it, the take indices still to render and their seeds (a rejected take's
-index is used up: a new index, with a fresh seed, replaces it), the takes' file name, and for
-inpainting the gaps and the context windows around them. ``plan_recall`` plans one take again
-from what its sidecar recorded. ``render_work`` turns a plan into the render stage's
+index is used up: a new index, with a fresh seed, replaces it), the takes' file name, for
+inpainting the gaps and the context windows around them, and for super-resolution the cutoff
+(given, or found from the stem's spectrum). ``plan_recall`` plans one take again from what its
+sidecar recorded. ``render_work`` turns a plan into the render stage's
 :class:`~host.render.backend.RenderWork`. Nothing here touches a model.
 """
 
@@ -21,6 +22,7 @@ from typing import Callable, Hashable, Optional, Sequence
 import numpy as np
 
 from host import mel
+from host.engine import bands
 from host.engine import gaps as gapmath
 from host.errors import InputError
 from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS, StemAudio, cut_region, read_stem_confined
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # inpaint context: at least this much of the stem on each side of a gap
 MIN_CONTEXT_SECONDS = 0.5
+# superres keeps the stem's channels, and loudness is measured for up to 5 (L, R, C, Ls, Rs)
+MAX_SUPERRES_CHANNELS = 5
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class TakePlan:
     naming_note: Optional[str] = None  # why the project's UCS naming could not be used, if it could not
     wanted: tuple[int, ...] = ()  # the take indices the job keeps (rejected ones skipped)
     carried: Optional[Carried] = None  # what the input holds besides audio (its chunks, TimeReference)
+    cutoff: Optional[float] = None  # superres: where the stem's own band ends (Hz) ...
+    cutoff_found: bool = False  # ... found from its spectrum (True) or given (False)
 
     @property
     def input_sha256(self) -> Optional[str]:
@@ -99,6 +105,8 @@ def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False,
     plan = TakePlan(job, key, folder, done, todo, seeds, unfinished, stem, source, base=base, naming_note=note, wanted=tuple(wanted), carried=carried)
     if job.kind == "inpaint" and todo:
         plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
+    if job.kind == "superres" and todo:
+        plan.cutoff, plan.cutoff_found = superres_cutoff(job, stem)
     return plan
 
 
@@ -158,6 +166,8 @@ def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
         audio=audio,
         gaps=tuple((g.start, g.end) for g in plan.gaps),
         windows=plan.windows,
+        cutoff=plan.cutoff or 0.0,
+        loop=p.loop,
     )
 
 
@@ -190,6 +200,32 @@ def inpaint_gaps(job: Job, stem: StemAudio, info: ModelInfo) -> tuple[tuple[gapm
         raise InputError(f"{job.input} gaps", str(err)) from None
     windows = tuple(gapmath.context_window(g, stem.seconds, info.window_seconds) for g in checked)
     return tuple(checked), windows
+
+
+def superres_cutoff(job: Job, stem: StemAudio) -> tuple[float, bool]:
+    """(cutoff in Hz, found from the stem): the preset's cutoff checked against the stem's Nyquist
+    frequency, or the frequency above which the stem's energy falls away. InputError when there is
+    nothing to add (the stem already reaches the model's 8 kHz) or nothing to go by (silence)."""
+    channels = stem.audio.shape[0]
+    if channels > MAX_SUPERRES_CHANNELS:
+        raise InputError(job.input, f"has {channels} channels; super-resolution keeps the stem's channels and delivers at most {MAX_SUPERRES_CHANNELS}")
+    given = job.preset.cutoff
+    if given is not None:
+        problem = bands.nyquist_problem(given, stem.rate)
+        if problem:
+            raise InputError(f"{job.input} cutoff", problem)
+        return float(given), False
+    found = bands.find_cutoff(stem.audio, stem.rate)
+    if found is None:
+        raise InputError(job.input, "is digital silence: there is no band to keep and no cutoff to find (give one with cutoff)")
+    if found >= bands.NOTHING_TO_ADD_HZ:
+        raise InputError(
+            job.input,
+            f"has energy up to {found:.0f} Hz, and super-resolution generates only up to {bands.MODEL_TOP_HZ:.0f} Hz (the model's bandwidth): "
+            "nothing to add (give a lower cutoff to regenerate the band above it)",
+        )
+    log.info("%s: cutoff %.0f Hz, found from the stem's spectrum", job.input, found)
+    return found, True
 
 
 def max_gap_seconds(info: ModelInfo) -> float:

@@ -66,12 +66,14 @@ class BatchSlot:
 class RenderWork:
     """One job's render: one take per seed.
 
-    ``audio`` is the stem (restyle, inpaint) as the model hears it: mono float at the model's
-    rate. ``windows`` are the context windows (seconds) the inpaint pipeline diffuses, one per gap.
+    ``audio`` is the stem (restyle, inpaint, superres) as the model hears it: mono float at the
+    model's rate. ``windows`` are the context windows (seconds) the inpaint pipeline diffuses, one
+    per gap. ``cutoff`` (superres) is where the stem's own band ends, in Hz, found or given when the
+    job was planned; ``loop`` (foley) asks for the seam across the take's wrap point regenerated.
     """
 
     ref: Hashable  # whose work this is (a job id, an index): progress and cancel are keyed by it
-    kind: str  # foley | restyle | inpaint
+    kind: str  # foley | restyle | inpaint | superres
     prompt: str
     negative_prompt: str
     steps: int
@@ -83,12 +85,14 @@ class RenderWork:
     audio: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
     gaps: tuple[tuple[float, float], ...] = ()  # inpaint, seconds
     windows: tuple[tuple[float, float], ...] = ()  # inpaint, seconds, one per gap
+    cutoff: float = 0.0  # superres, Hz
+    loop: bool = False  # foley
 
     def batch_group(self) -> Optional[tuple]:
         """Works with the same group can share one denoising call (foley only)."""
         if self.kind != "foley":
             return None
-        return ("foley", round(self.duration, 6), self.steps, round(self.guidance, 6), self.scheduler)
+        return ("foley", round(self.duration, 6), self.steps, round(self.guidance, 6), self.scheduler, self.loop)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The in-process render backend: one warm model on this machine's device.
 
 Foley works with the same batch group share batched denoising calls (up to ``batch_size``
-takes a call, across works); restyle and inpaint render one work at a time. Progress is reported
+takes a call, across works); restyle, inpaint and superres render one work at a time. Progress is reported
 per work and per denoising step; a cancelled work stops within one step while its batch-mates
 go on (its takes are computed to the end of the call but never handed back).
 """
@@ -17,6 +17,7 @@ from host.engine.inpaint import InpaintPipeline
 from host.engine.models import Model
 from host.engine.restyle import RestylePipeline
 from host.engine.steps import Cancelled
+from host.engine.superres import SuperresPipeline
 from host.errors import InputError
 from host.render.backend import BatchSlot, IsCancelled, ModelInfo, Progress, Rendered, RenderWork
 
@@ -50,6 +51,7 @@ class LocalBackend:
         self.foley = FoleyPipeline(model)
         self.restyle = RestylePipeline(model)
         self.inpaint = InpaintPipeline(model)
+        self.superres = SuperresPipeline(model)
 
     def render(self, works: Sequence[RenderWork], progress: Optional[Progress] = None, cancelled: Optional[IsCancelled] = None) -> list[Rendered]:
         results: dict[int, Rendered] = {}
@@ -92,7 +94,7 @@ class LocalBackend:
                 t0 = time.monotonic()
                 waves = self.foley(
                     [FoleyTake(w.prompt, w.negative_prompt, w.seeds[k]) for w, k in chunk],
-                    first.duration, first.steps, first.guidance, first.scheduler, on_step=on_step,
+                    first.duration, first.steps, first.guidance, first.scheduler, on_step=on_step, loop=first.loop,
                 )
                 per_take = (time.monotonic() - t0) / len(chunk)
             except Cancelled:
@@ -114,7 +116,7 @@ class LocalBackend:
                 r.waves, r.batches = [], []
         return [out[w.ref] for w in works]
 
-    # ------------------------------------------------------------------ restyle and inpaint
+    # ------------------------------------------------------------------ restyle, inpaint and superres
     def _one(self, work: RenderWork, progress, cancelled) -> Rendered:
         result = Rendered(work.ref)
         if cancelled is not None and cancelled(work.ref):
@@ -132,6 +134,11 @@ class LocalBackend:
                 waves = self.inpaint(
                     work.audio, self.info.sample_rate, work.gaps, work.windows, work.prompt, work.negative_prompt,
                     list(work.seeds), work.steps, work.guidance, work.scheduler, on_step=on_step,
+                )
+            elif work.kind == "superres":
+                waves = self.superres(
+                    work.audio, self.info.sample_rate, work.cutoff, work.prompt, work.negative_prompt, list(work.seeds),
+                    work.steps, work.guidance, work.scheduler, on_step=on_step,
                 )
             else:
                 raise InputError(str(work.ref), f"unknown kind of render '{work.kind}'")
