@@ -170,8 +170,8 @@ def _render(args) -> int:
             table.add_column(col)
         for job in jobs:
             try:
-                have = 0 if args.force else cached_takes(job, model_id, revision)
-                state = "rendered" if have >= job.preset.takes else ("new" if have == 0 else f"{have} of {job.preset.takes} done")
+                have = 0 if args.force else cached_takes(job, *_job_model(job, model_id, revision))
+                state = "rendered" if have >= job.delivers else ("new" if have == 0 else f"{have} of {job.delivers} done")
             except InputError as e:
                 state = f"error: {e.reason}"
             table.add_row(escape(job.name), job.kind, escape(job.preset_name), str(job.preset.takes), escape(state))
@@ -206,7 +206,10 @@ def _render_locked(args, plan, jobs, model_name, console, err) -> int:
 
     with console.status(f"loading {model_name}"):
         model = load_model(model_name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)
-    runner = Runner(model, batch_size=args.batch_size)
+    def load_other(name: str):  # a preset that names its own checkpoint
+        return load_model(name, device=args.device, compile_unet=args.compile, cpu_offload=args.cpu_offload, threads=args.threads)
+
+    runner = Runner(model, batch_size=args.batch_size, loader=load_other)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks = {id(j): progress.add_task(escape(f"{j.kind:8} {j.name}"), total=1.0) for j in jobs}
         by_key = {(j.kind, j.name): j for j in jobs}
@@ -225,7 +228,7 @@ def _render_locked(args, plan, jobs, model_name, console, err) -> int:
         table.add_column(col)
     for o in outcomes:
         colour = {"rendered": "green", "cached": "cyan", "failed": "red", "cancelled": "yellow", "changed": "yellow"}[o.status]
-        detail = o.error or (_rel(o.files[0].parent, plan.project.root) + "/" if o.files else "")
+        detail = o.error or (_rel(o.files[0].parent, plan.project.root) + "/" + _best(o.files) if o.files else "")
         table.add_row(escape(o.job.name), o.job.kind, f"[{colour}]{o.status}[/{colour}]", str(len(o.files)), f"{o.seconds:.1f}", escape(detail))
     for problem in plan.problems:  # a cue or stem that could not even be planned is a failed row too
         subject = getattr(problem, "subject", None)
@@ -239,13 +242,32 @@ def _render_locked(args, plan, jobs, model_name, console, err) -> int:
     return 0 if ok else 1
 
 
+def _best(files) -> str:
+    """" best: <take> (CLAP 0.31)" when the takes were ranked (they come best first), else ""."""
+    from host.output.takes import read_sidecar
+
+    if len(files) < 2:
+        return ""
+    score = (read_sidecar(Path(files[0]).with_suffix(".json")) or {}).get("clap_score")
+    return f" best: {Path(files[0]).name} (CLAP {score:.2f})" if isinstance(score, (int, float)) else ""
+
+
 def _fully_cached(job, model_id: str, revision: str) -> bool:
     from host.runner import cached_takes
 
     try:
-        return cached_takes(job, model_id, revision) >= job.preset.takes
+        return cached_takes(job, *_job_model(job, model_id, revision)) >= job.delivers
     except InputError:
         return False  # let the render report it
+
+
+def _job_model(job, model_id: str, revision: str) -> tuple[str, str]:
+    """(id, revision) of the model a job renders on: its preset's own, else the one given."""
+    if not job.preset.model:
+        return model_id, revision
+    from host.engine.models import fingerprint
+
+    return fingerprint(job.preset.model)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -29,7 +29,7 @@ from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS
 from host.jobs.job import Job
 from host.output.metadata import take_time_reference
 from host.output.sidecar import take_record, write_take
-from host.output.takes import TakeIndex, kept_takes, take_folder, takes_for_key
+from host.output.takes import TakeIndex, kept_takes, read_sidecar, take_folder, takes_for_key
 from host.plan.takes import Limits, TakePlan, plan_takes, render_work
 from host.render.backend import BatchSlot, ModelInfo, Rendered, RenderBackend, environment
 
@@ -66,14 +66,16 @@ class Runner:
         backend: Optional[RenderBackend] = None,
         index: Optional[TakeIndex] = None,
         roots=None,
+        loader=None,
     ):
         """``roots``: where a job's stem may be read from, checked again when it is read: a list of
         folders, or a function giving them now (a daemon serves more projects over time); default:
-        the job's own project."""
+        the job's own project. ``loader``: loads another checkpoint by name, for a preset that names
+        its own model (without one, such a job fails in one line)."""
         if backend is None:
             from host.render.local import LocalBackend
 
-            backend = LocalBackend(model, batch_size)
+            backend = LocalBackend(model, batch_size, loader=loader)
         self.backend = backend
         if roots is not None and not callable(roots):
             fixed = tuple(Path(r) for r in roots)
@@ -94,13 +96,17 @@ class Runner:
         return self.backend.denoise_calls
 
     # ------------------------------------------------------------------ the three stages
+    def info_for(self, job: Job) -> ModelInfo:
+        """The model a job renders on: the one its preset names, else the backend's own."""
+        return self.backend.info_for(job.preset.model) if job.preset.model else self.info
+
     def plan(self, job: Job, force: bool = False) -> TakePlan:
         """Stage 1. Raises InputError when the job cannot be rendered."""
-        return plan_takes(job, self.info, self.index, force, self.limits)
+        return plan_takes(job, self.info_for(job), self.index, force, self.limits)
 
     def render(self, plans: Sequence[tuple[Hashable, TakePlan]], progress=None, cancelled=None) -> list[Rendered]:
         """Stage 2: the model renders every plan's missing takes (batched where it can)."""
-        works = [render_work(plan, ref, self.info) for ref, plan in plans]
+        works = [render_work(plan, ref, plan.info or self.info) for ref, plan in plans]
         return self.backend.render(works, progress, cancelled)
 
     def finish(self, plan: TakePlan, rendered: Rendered, started: Optional[float] = None) -> Outcome:
@@ -123,8 +129,9 @@ class Runner:
         return Outcome(job, "rendered", self.files(plan), seconds=time.monotonic() - started)
 
     def files(self, plan: TakePlan) -> list[Path]:
+        """The job's takes on disk, best first where they were scored (CLAP), else in take order."""
         kept = kept_takes(self.index.lookup(plan.folder, plan.key), plan.job.preset.takes)
-        return [kept[i].audio for i in sorted(kept)]
+        return best_first([kept[i] for i in sorted(kept)])
 
     # ------------------------------------------------------------------ all three, for a list of jobs
     def run(self, jobs: Sequence[Job], on_progress: Optional[OnProgress] = None, cancel=None, force: bool = False) -> list[Outcome]:
@@ -169,15 +176,20 @@ class Runner:
         board = build_chain(list(job.preset.chain), where=f"preset {job.preset_name}")  # its paths were made absolute when it was loaded
         if plan.naming_note:
             log.warning("%s: %s", job.name, plan.naming_note)
+        info = plan.info or self.info
+        chosen = deliverable(plan, rendered)
         for k, (index, wave) in enumerate(zip(plan.todo, rendered.waves)):
-            done = finish_take(plan, wave, self.info.sample_rate, board)
+            if k not in chosen:
+                continue  # rendered as a candidate, not among the `keep` best: not delivered
+            done = finish_take(plan, wave, info.sample_rate, board)
+            done.extra.update(chosen[k])
             self._publish(plan, index, done, rendered.seconds, rendered.batch(k))
 
     def _publish(self, plan: TakePlan, index: int, done: Finished, seconds: float, batch: Optional[BatchSlot] = None) -> None:
         """Claim the take (its sidecar) and write its audio with its metadata: whole or not at all."""
         if plan.source is not None and not plan.source.unchanged():
             raise InputChanged(plan.job.input)
-        job, info = plan.job, self.info
+        job, info = plan.job, plan.info or self.info
         offset = job.region[0] if job.region is not None else 0.0
         record = take_record(
             job, seed=plan.seeds[index], model_id=info.id, model_revision=info.revision, model_family=info.family,
@@ -198,6 +210,38 @@ class Runner:
                 raise InputError(str(plan.folder), f"cannot write takes there: {err.strerror or type(err).__name__}") from None
             raise
         self.index.published(plan.folder)
+
+
+def deliverable(plan: TakePlan, rendered: Rendered) -> dict[int, dict]:
+    """Which of the takes rendered now are delivered (by position in ``rendered.waves``), each with
+    what its sidecar records of the ranking: its CLAP score and its place among the takes scored
+    together. With ``keep``, only that many, the best first (take order when ranking is off)."""
+    n = len(rendered.waves)
+    scores = rendered.scores if rendered.scores is not None and len(rendered.scores) == n else None
+    order = sorted(range(n), key=lambda k: (-scores[k], k)) if scores else list(range(n))
+    if plan.keep is not None:
+        order = order[: plan.keep]
+    notes: dict[int, dict] = {}
+    for place, k in enumerate(order):
+        note: dict = {}
+        if scores:
+            note = {"clap_score": round(scores[k], 6), "rank": {"place": place + 1, "of": n}}
+        elif rendered.ranking_off:
+            note = {"clap_score": None, "ranking": rendered.ranking_off}
+        if plan.keep is not None:
+            note["kept"] = {"keep": plan.job.preset.keep, "candidates": plan.job.preset.takes}
+        notes[k] = note
+    return notes
+
+
+def best_first(takes) -> list[Path]:
+    """Audio paths of ``takes`` (Take values), the highest recorded CLAP score first; takes without
+    a score keep their order, after the scored ones."""
+    scored = []
+    for position, take in enumerate(takes):
+        score = (read_sidecar(take.sidecar) or {}).get("clap_score")
+        scored.append((-(score if isinstance(score, (int, float)) else float("-inf")), position, take.audio))
+    return [audio for _, _, audio in sorted(scored)]
 
 
 class Finisher:

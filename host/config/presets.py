@@ -59,6 +59,7 @@ OVERRIDABLE = (
     "model",
     "loop",
     "cutoff",
+    "keep",
 )
 
 
@@ -226,6 +227,14 @@ class Preset(BaseModel):
     chain: list[Effect] = []
     delivery: DeliveryOverrides = DeliveryOverrides()
     ucs: Optional[str] = None  # UCS CatID (e.g. "DOORWood") for UCS file names; checked against the list
+    # the checkpoint this preset wants (hub id, local folder, "tiny" or "tiny-audioldm2");
+    # None: the project's or the host's model
+    model: Optional[str] = None
+    loop: bool = False  # foley: the take plays seamlessly when repeated (seam regenerated, smpl loop)
+    cutoff: Optional[float] = None  # superres: where the stem's own band ends, Hz; None: found from the stem
+    # render `takes` candidates, deliver only the `keep` that fit the prompt best (CLAP scores);
+    # None: deliver every take
+    keep: Optional[int] = None
 
     @field_validator("ucs", mode="before")
     @classmethod
@@ -234,11 +243,21 @@ class Preset(BaseModel):
         if problem:
             raise ValueError(problem)
         return value
-    # the checkpoint this preset wants (hub id, local folder, "tiny" or "tiny-audioldm2");
-    # None: the project's or the host's model
-    model: Optional[str] = None
-    loop: bool = False  # foley: the take plays seamlessly when repeated (seam regenerated, smpl loop)
-    cutoff: Optional[float] = None  # superres: where the stem's own band ends, Hz; None: found from the stem
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _keep_in(cls, value: Any) -> Any:
+        return value if value is None else _number(value, integer=True)
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if value is None:
+            return None
+        takes = info.data.get("takes")
+        if value < 1 or (takes is not None and value > takes):
+            raise ValueError(f"must be between 1 and takes ({takes}): the takes to deliver out of those rendered, got {value}")
+        return value
 
     @field_validator("loop", mode="before")
     @classmethod

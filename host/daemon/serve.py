@@ -175,8 +175,17 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
         host.model_id, host.model_revision = model.id, model.revision
         host.window_seconds = model.window_seconds
         log.info("model %s ready on %s", model.id, model.device)
+        if config.compile:  # compile the shapes the presets render now, not in the middle of a user's render
+            from host.engine.steps import warm_up
+
+            shapes = [(model.frames_for(seconds), takes) for seconds, takes in host.preset_shapes(model.window_seconds, config.batch_size)]
+            log.info("compiled the UNet for %d shape(s) the presets use", warm_up(model, shapes))
+
+        def load_other(name: str):  # a preset that names its own checkpoint
+            return load_model(name, device=config.device, compile_unet=config.compile, cpu_offload=config.cpu_offload, threads=config.threads)
+
         return Runner(model, batch_size=config.batch_size, max_stem_seconds=config.max_stem_seconds,
-                      max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index, roots=lambda: host.roots)
+                      max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index, roots=lambda: host.roots, loader=load_other)
 
     pools = []
 
@@ -195,7 +204,8 @@ def _serve(config: DaemonConfig, stop: threading.Event, held: contextlib.ExitSta
         host.model_id, host.model_revision = info.id, info.revision
         host.window_seconds = info.window_seconds
         log.info("model %s ready on the cluster (%d replica(s) starting)", info.id, count)
-        return [Runner(backend=replica, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index)
+        return [Runner(backend=replica, max_stem_seconds=config.max_stem_seconds, max_stem_bytes=int(config.max_stem_mb * 1e6), index=host.index,
+                       roots=lambda: host.roots)
                 for replica in pool.replicas]
 
     exit_code = {"value": 0}

@@ -59,6 +59,7 @@ class RenderHost:
         self.refused = 0  # requests answered with /audiohost/error
         self.window_seconds: Optional[float] = None  # the model's window, once it is loaded
         self.index = TakeIndex()  # takes on disk, shared with the renderer
+        self._fingerprints: dict[str, tuple[str, str]] = {}  # a preset's model -> (id, revision)
         self.backlog: deque[Job] = deque()  # folder work that met a full queue, waiting for room
         self.intake = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiohost-intake")
         self.watch = None  # the folder watch, set by serve(); projects served on request join it
@@ -108,6 +109,19 @@ class RenderHost:
                 self._presets[project.root] = library
                 self._broken[project.root] = {getattr(p, "preset_name", None): p for p in problems}
             return self._presets[project.root]
+
+    def preset_shapes(self, window_seconds: float, batch_size: int) -> list[tuple[float, int]]:
+        """(seconds, takes a call) of every denoising call the served projects' presets make: a
+        foley preset's duration (a long one: its windows) and takes, a stem preset's window."""
+        shapes = set()
+        for project in list(self.projects.values()):
+            for entry in self.presets(project).values():
+                p = entry.preset
+                if p.kind == "foley":
+                    shapes.add((min(p.duration, window_seconds), min(p.takes, batch_size)))
+                else:
+                    shapes.add((window_seconds, min(p.takes, batch_size)))
+        return sorted(shapes)
 
     def broken_preset(self, project: Project, name: str) -> Optional[InputError]:
         """Why the preset file of this name could not be loaded, if one could not."""
@@ -331,9 +345,21 @@ class RenderHost:
 
     def _needs_render(self, job: Job) -> bool:
         try:
-            return cached_takes(job, self.model_id, self.model_revision, self.index) < job.preset.takes
+            model_id, revision = self._model_of(job)
+            return cached_takes(job, model_id, revision, self.index) < job.delivers
         except InputError:
             return True  # let the render fail it in the journal, where the user sees it
+
+    def _model_of(self, job: Job) -> tuple[str, str]:
+        """(id, revision) of the model the job renders on: its preset's, else the daemon's."""
+        if not job.preset.model:
+            return self.model_id, self.model_revision
+        with self._lock:
+            if job.preset.model not in self._fingerprints:
+                from host.engine.models import fingerprint
+
+                self._fingerprints[job.preset.model] = fingerprint(job.preset.model)
+            return self._fingerprints[job.preset.model]
 
     def report_problem(self, err: InputError) -> None:
         log.error("%s", err)

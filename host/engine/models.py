@@ -454,6 +454,39 @@ def describe(name: str = DEFAULT_MODEL) -> tuple[str, str, str]:
     return model_id, _revision(folder), family
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """What the host needs to know of a checkpoint to plan work for it, read from its configs
+    alone (no weights load): provenance, family, rate and the window it was trained on."""
+
+    id: str
+    revision: str
+    family: str
+    sample_rate: int
+    window_seconds: float
+
+
+def geometry(name: str) -> Geometry:
+    """A checkpoint's :class:`Geometry` from its folder's configs. Raises InputError when the
+    checkpoint is not here (one line saying how to fetch it) or its configs do not read."""
+    folder, model_id = _locate(name)
+    where = f"--model {model_id}"
+    family = detect_family(folder, where=where)
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        vocoder = json.loads((folder / "vocoder" / "config.json").read_text())
+        rate = int(vocoder["sampling_rate"])
+        hop = 1
+        for r in vocoder["upsample_rates"]:
+            hop *= int(r)
+        vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
+        window = int(unet["sample_size"]) * vae_scale * hop / rate
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(where, f"its configs cannot be read ({type(err).__name__}); is the folder whole?") from None
+    return Geometry(model_id, _revision(folder), family, rate, window)
+
+
 def fingerprint(name: str = DEFAULT_MODEL) -> tuple[str, str]:
     """(id, revision) of a model as ``load_model`` would record it, without loading weights.
     For a hub id that is not cached the revision is "unknown"."""

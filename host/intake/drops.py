@@ -71,7 +71,7 @@ def safe_name(stem: str) -> str:
 
 # What a stem's sidecar may change (checked by the preset's own rules, like a cue's changes),
 # besides choosing the preset and, for inpainting, listing the gaps.
-SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes", "ucs", "cutoff", "loop")
+SIDECAR_OVERRIDABLE: tuple[str, ...] = ("prompt", "negative_prompt", "strength", "steps", "guidance", "seed", "takes", "ucs", "cutoff", "loop", "keep")
 SIDECAR_FIELDS: tuple[str, ...] = ("preset", "gaps", *SIDECAR_OVERRIDABLE)
 
 

@@ -68,20 +68,27 @@ class Job(BaseModel):
         blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:32]
 
+    @property
+    def delivers(self) -> int:
+        """How many takes the job delivers: ``keep`` of its ``takes`` candidates, or every take."""
+        return self.preset.keep if self.preset.keep is not None else self.preset.takes
+
     def _unkeyed(self) -> set[str]:
         """Preset fields left out of the key: ucs names the file, the model is keyed by its id and
-        revision; loop and cutoff count only when set, so adding those fields to the preset
+        revision; loop, cutoff and keep count only when set, so adding those fields to the preset
         renders no earlier take again."""
         out = {"ucs", "model"}
         if not self.preset.loop:
             out.add("loop")
         if self.preset.cutoff is None:
             out.add("cutoff")
+        if self.preset.keep is None:
+            out.add("keep")
         return out
 
     def batch_group(self) -> Optional[tuple]:
-        """Foley jobs with the same group can share one denoising call; other kinds cannot."""
+        """Foley jobs with the same group can share one denoising call (on one model); other kinds cannot."""
         if self.kind != "foley":
             return None
         p = self.preset
-        return (round(p.duration, 6), p.steps, round(p.guidance, 6), p.scheduler, p.loop)
+        return (p.model, round(p.duration, 6), p.steps, round(p.guidance, 6), p.scheduler, p.loop)

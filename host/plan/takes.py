@@ -78,6 +78,8 @@ class TakePlan:
     carried: Optional[Carried] = None  # what the input holds besides audio (its chunks, TimeReference)
     cutoff: Optional[float] = None  # superres: where the stem's own band ends (Hz) ...
     cutoff_found: bool = False  # ... found from its spectrum (True) or given (False)
+    info: Optional[ModelInfo] = None  # the model the job renders on (a preset may name its own)
+    keep: Optional[int] = None  # deliver only this many of the takes rendered now: the best by CLAP score
 
     @property
     def input_sha256(self) -> Optional[str]:
@@ -94,6 +96,11 @@ def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False,
     wanted = wanted_indices(job.preset.takes, found.rejected)
     done = {i: existing[i] for i in wanted if i in existing and existing[i].complete}
     todo = [i for i in wanted if i not in done]
+    keep = None
+    if job.preset.keep is not None:  # `takes` candidates, `keep` delivered: the best of what renders now
+        keep = max(0, job.preset.keep - len(done))
+        if keep == 0:
+            todo = []
     first = job.preset.seed if job.preset.seed is not None else random.randrange(2**31)
     seeds = {i: first + i for i in todo}
     unfinished = {i: existing[i] for i in todo if i in existing}
@@ -103,6 +110,7 @@ def plan_takes(job: Job, info: ModelInfo, index: TakeIndex, force: bool = False,
             seeds[i] = recorded
     base, note = take_base(job)
     plan = TakePlan(job, key, folder, done, todo, seeds, unfinished, stem, source, base=base, naming_note=note, wanted=tuple(wanted), carried=carried)
+    plan.info, plan.keep = info, keep
     if job.kind == "inpaint" and todo:
         plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
     if job.kind == "superres" and todo:
@@ -119,6 +127,7 @@ def plan_recall(job: Job, info: ModelInfo, index: int, seed: int, limits: Limits
     base, note = take_base(job)
     folder = take_folder(Path(job.project), job.kind, job.name)
     plan = TakePlan(job, key, folder, {}, [index], {index: int(seed)}, {}, stem, source, base=base, naming_note=note, wanted=(index,), carried=carried)
+    plan.info = info
     if job.kind == "inpaint":
         plan.gaps, plan.windows = inpaint_gaps(job, stem, info)
     return plan
@@ -168,6 +177,8 @@ def render_work(plan: TakePlan, ref: Hashable, info: ModelInfo) -> RenderWork:
         windows=plan.windows,
         cutoff=plan.cutoff or 0.0,
         loop=p.loop,
+        model=p.model,
+        rank=p.takes > 1,  # several takes of one job: each scored against the prompt, best first
     )
 
 

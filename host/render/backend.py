@@ -87,12 +87,14 @@ class RenderWork:
     windows: tuple[tuple[float, float], ...] = ()  # inpaint, seconds, one per gap
     cutoff: float = 0.0  # superres, Hz
     loop: bool = False  # foley
+    model: Optional[str] = None  # the checkpoint this work asks for (a preset's `model`); None: the backend's own
+    rank: bool = False  # score the takes against the prompt in CLAP's space (a job of several takes)
 
     def batch_group(self) -> Optional[tuple]:
-        """Works with the same group can share one denoising call (foley only)."""
+        """Works with the same group can share one denoising call (foley on one model only)."""
         if self.kind != "foley":
             return None
-        return ("foley", round(self.duration, 6), self.steps, round(self.guidance, 6), self.scheduler, self.loop)
+        return ("foley", self.model, round(self.duration, 6), self.steps, round(self.guidance, 6), self.scheduler, self.loop)
 
 
 @dataclass
@@ -107,6 +109,10 @@ class Rendered:
     # batches[i]: the call waves[i] came from, when it held more than that take (recall needs it);
     # a backend that leaves this empty makes batched takes that recall only to within ~1e-6
     batches: list[Optional[BatchSlot]] = field(default_factory=list, repr=False)
+    # scores[i]: how well waves[i] fits its prompt (cosine in CLAP's joint space, -1..1); None when
+    # the work asked for no ranking or ranking is off for this model (``ranking_off`` says why)
+    scores: Optional[list[float]] = None
+    ranking_off: Optional[str] = None
 
     def batch(self, i: int) -> Optional[BatchSlot]:
         return self.batches[i] if i < len(self.batches) else None
@@ -143,9 +149,15 @@ def environment(info: ModelInfo) -> dict:
 class RenderBackend(Protocol):
     """Render prepared works; the only stage that touches a model."""
 
-    info: ModelInfo
+    info: ModelInfo  # the backend's own model (works that name none render on it)
     batch_size: int
     denoise_calls: int  # batched denoising calls made so far (for batching checks and benchmarks)
+
+    def info_for(self, model: Optional[str]) -> ModelInfo:
+        """The ModelInfo a work naming ``model`` renders with (None: ``info``), known before any
+        render so the plan stage can key and shape the job; raises InputError when that model
+        cannot be had here."""
+        ...
 
     def render(self, works: Sequence[RenderWork], progress: Optional[Progress] = None, cancelled: Optional[IsCancelled] = None) -> list[Rendered]:
         """One Rendered per work, in order. Never raises for one work's failure: that work comes
@@ -165,3 +177,12 @@ class ReplicaLost(Exception):
 
 class ReplicaUnavailable(Exception):
     """A replica that cannot render (its model did not load, it is dead for good): one line, why."""
+
+
+def info_from_geometry(geometry, device: str, threads: int) -> ModelInfo:
+    """A ModelInfo for a checkpoint known from its configs (``host.engine.models.Geometry``), as
+    it will render on ``device`` with ``threads`` torch threads."""
+    return ModelInfo(
+        id=geometry.id, revision=geometry.revision, family=geometry.family, sample_rate=geometry.sample_rate,
+        window_seconds=geometry.window_seconds, device=device, threads=threads,
+    )

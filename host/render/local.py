@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Hashable, Optional, Sequence
+from collections import OrderedDict
+from typing import Callable, Hashable, Optional, Sequence
 
 from host.engine.foley import FoleyPipeline, FoleyTake
 from host.engine.inpaint import InpaintPipeline
@@ -19,7 +20,7 @@ from host.engine.restyle import RestylePipeline
 from host.engine.steps import Cancelled
 from host.engine.superres import SuperresPipeline
 from host.errors import InputError
-from host.render.backend import BatchSlot, IsCancelled, ModelInfo, Progress, Rendered, RenderWork
+from host.render.backend import BatchSlot, IsCancelled, ModelInfo, Progress, Rendered, RenderWork, info_from_geometry
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +43,125 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-class LocalBackend:
-    def __init__(self, model: Model, batch_size: int = 8):
+class Engine:
+    """One loaded model with its pipelines and (once asked) its CLAP scorer."""
+
+    def __init__(self, model: Model):
         self.model = model
         self.info = model_info(model)
-        self.batch_size = max(1, int(batch_size))
-        self.denoise_calls = 0
         self.foley = FoleyPipeline(model)
         self.restyle = RestylePipeline(model)
         self.inpaint = InpaintPipeline(model)
         self.superres = SuperresPipeline(model)
+        self._scorer = None
+
+    def scorer(self):
+        if self._scorer is None:
+            from host.engine.rank import load_scorer
+
+            self._scorer = load_scorer(self.model)
+            if not self._scorer.available:
+                log.info("%s", self._scorer.off)  # once per model: takes are delivered unranked
+        return self._scorer
+
+
+class LocalBackend:
+    """``model`` is the backend's own; a work naming another checkpoint (a preset's ``model``)
+    renders on it once ``loader`` has loaded it, and at most ``max_models`` stay warm at once
+    (the least recently used other one is let go first)."""
+
+    def __init__(self, model: Model, batch_size: int = 8, loader: Optional[Callable[[str], Model]] = None, max_models: int = 2):
+        self.default = Engine(model)
+        self.batch_size = max(1, int(batch_size))
+        self.denoise_calls = 0
+        self.loader = loader
+        self.max_models = max(1, int(max_models))
+        self._others: OrderedDict[str, Engine] = OrderedDict()
+        self._ids: dict[str, str] = {}  # a model name as given -> the id it loads as
+
+    @property
+    def model(self) -> Model:
+        return self.default.model
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.default.info
+
+    def _is_own(self, name: Optional[str]) -> bool:
+        """Whether ``name`` (a hub id, a folder, a tiny model's name) is this backend's own model."""
+        if name is None or name == self.info.id:
+            return True
+        if name not in self._ids:
+            from host.engine.models import geometry
+
+            self._ids[name] = geometry(name).id
+        return self._ids[name] == self.info.id
+
+    def info_for(self, name: Optional[str]) -> ModelInfo:
+        if self._is_own(name):
+            return self.info
+        if name in self._others:
+            return self._others[name].info
+        from host.engine.models import geometry
+
+        return info_from_geometry(geometry(name), self.info.device, self.info.threads)
+
+    def engine(self, name: Optional[str]) -> Engine:
+        """The loaded model a work naming ``name`` renders on, loading it if it is not warm."""
+        if self._is_own(name):
+            return self.default
+        if name in self._others:
+            self._others.move_to_end(name)
+            return self._others[name]
+        if self.loader is None:
+            raise InputError(f"model {name}", f"this renderer serves {self.info.id} only")
+        while self._others and len(self._others) + 1 >= self.max_models:
+            dropped, _ = self._others.popitem(last=False)
+            log.info("letting %s go to make room for %s", dropped, name)
+        log.info("loading model %s for a preset that asks for it", name)
+        engine = Engine(self.loader(name))
+        self._others[name] = engine
+        return engine
 
     def render(self, works: Sequence[RenderWork], progress: Optional[Progress] = None, cancelled: Optional[IsCancelled] = None) -> list[Rendered]:
         results: dict[int, Rendered] = {}
         groups: dict[tuple, list[int]] = {}
         for i, work in enumerate(works):
+            try:
+                engine = self.engine(work.model)
+            except Exception as err:  # noqa: BLE001 - a model that cannot load fails its works, one line each
+                results[i] = Rendered(work.ref, status="failed", error=str(err) if isinstance(err, InputError) else _internal(err))
+                continue
             group = work.batch_group()
             if group is None:
-                results[i] = self._one(work, progress, cancelled)
+                results[i] = self._one(engine, work, progress, cancelled)
             else:
                 groups.setdefault(group, []).append(i)
         for members in groups.values():
-            for i, rendered in zip(members, self._foley([works[i] for i in members], progress, cancelled)):
+            engine = self.engine(works[members[0]].model)
+            for i, rendered in zip(members, self._foley(engine, [works[i] for i in members], progress, cancelled)):
                 results[i] = rendered
+        for i, work in enumerate(works):
+            if work.rank and results[i].ok and results[i].waves:
+                self._rank(self.engine(work.model), work, results[i])
         return [results[i] for i in range(len(works))]
 
+    def _rank(self, engine: Engine, work: RenderWork, result: Rendered) -> None:
+        """Each take scored against its prompt (one batched CLAP pass), or why not."""
+        scorer = engine.scorer()
+        if not scorer.available:
+            result.ranking_off = scorer.off
+            return
+        from host.engine.rank import score_takes
+
+        try:
+            result.scores = [float(x) for x in score_takes(scorer, work.prompt, result.waves, engine.info.sample_rate)]
+        except Exception as err:  # noqa: BLE001 - ranking never fails a render
+            log.warning("ranking the takes of %s failed (%s); delivered unranked", work.ref, _internal(err))
+            result.ranking_off = f"ranking failed: {_internal(err)}"
+
     # ------------------------------------------------------------------ foley, batched
-    def _foley(self, works: Sequence[RenderWork], progress, cancelled) -> list[Rendered]:
+    def _foley(self, engine: Engine, works: Sequence[RenderWork], progress, cancelled) -> list[Rendered]:
         """Every take of these works (one batch group) in calls of up to batch_size takes."""
         out = {w.ref: Rendered(w.ref, waves=[None] * len(w.seeds), batches=[None] * len(w.seeds)) for w in works}
         slots = [(w, k) for w in works for k in range(len(w.seeds))]
@@ -92,7 +185,7 @@ class LocalBackend:
             try:
                 self.denoise_calls += 1
                 t0 = time.monotonic()
-                waves = self.foley(
+                waves = engine.foley(
                     [FoleyTake(w.prompt, w.negative_prompt, w.seeds[k]) for w, k in chunk],
                     first.duration, first.steps, first.guidance, first.scheduler, on_step=on_step, loop=first.loop,
                 )
@@ -117,7 +210,7 @@ class LocalBackend:
         return [out[w.ref] for w in works]
 
     # ------------------------------------------------------------------ restyle, inpaint and superres
-    def _one(self, work: RenderWork, progress, cancelled) -> Rendered:
+    def _one(self, engine: Engine, work: RenderWork, progress, cancelled) -> Rendered:
         result = Rendered(work.ref)
         if cancelled is not None and cancelled(work.ref):
             result.status = "cancelled"
@@ -126,18 +219,18 @@ class LocalBackend:
         t0 = time.monotonic()
         try:
             if work.kind == "restyle":
-                waves = self.restyle(
-                    work.audio, self.info.sample_rate, work.prompt, work.negative_prompt, list(work.seeds),
+                waves = engine.restyle(
+                    work.audio, engine.info.sample_rate, work.prompt, work.negative_prompt, list(work.seeds),
                     work.strength, work.steps, work.guidance, work.scheduler, on_step=on_step,
                 )
             elif work.kind == "inpaint":
-                waves = self.inpaint(
-                    work.audio, self.info.sample_rate, work.gaps, work.windows, work.prompt, work.negative_prompt,
+                waves = engine.inpaint(
+                    work.audio, engine.info.sample_rate, work.gaps, work.windows, work.prompt, work.negative_prompt,
                     list(work.seeds), work.steps, work.guidance, work.scheduler, on_step=on_step,
                 )
             elif work.kind == "superres":
-                waves = self.superres(
-                    work.audio, self.info.sample_rate, work.cutoff, work.prompt, work.negative_prompt, list(work.seeds),
+                waves = engine.superres(
+                    work.audio, engine.info.sample_rate, work.cutoff, work.prompt, work.negative_prompt, list(work.seeds),
                     work.steps, work.guidance, work.scheduler, on_step=on_step,
                 )
             else:

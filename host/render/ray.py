@@ -173,7 +173,11 @@ class Replica:
             torch.set_num_threads(max(1, int(spec.threads)))
             device = spec.device or ("cuda" if spec.gpus else "cpu")
             model = load_model(spec.model, device=device, compile_unet=spec.compile, cpu_offload=spec.cpu_offload, threads=spec.threads)
-            self.backend = LocalBackend(model, spec.batch_size)
+
+            def load_other(name: str):  # a preset that names another checkpoint: loaded here on first use
+                return load_model(name, device=device, compile_unet=spec.compile, cpu_offload=spec.cpu_offload, threads=spec.threads)
+
+            self.backend = LocalBackend(model, spec.batch_size, loader=load_other)
             self.device = str(model.device) + (f" (GPU {','.join(gpu_ids)})" if gpu_ids else "")
         except InputError as err:
             self.error = str(err)
@@ -238,6 +242,7 @@ class RemoteReplica:
         self.actor = actor
         self.batch_size = spec.batch_size
         self.denoise_calls = 0
+        self._infos: dict[str, ModelInfo] = {}
         self.info: Optional[ModelInfo] = None
         self.node = "?"
         self.address = ""
@@ -248,6 +253,18 @@ class RemoteReplica:
         self._failed: Optional[str] = None
 
     # ------------------------------------------------------------ readiness
+    def info_for(self, name: Optional[str]) -> ModelInfo:
+        """The ModelInfo of a checkpoint a preset names, from its configs here (the replica loads it
+        on first use); None: the replica's own model."""
+        if name is None or self.info is None or name == self.info.id:
+            return self.info
+        if name not in self._infos:
+            from host.engine.models import geometry
+            from host.render.backend import info_from_geometry
+
+            self._infos[name] = info_from_geometry(geometry(name), self.info.device, self.info.threads)
+        return self._infos[name]
+
     def check(self, timeout: float = 0.0) -> bool:
         """True once the replica is ready, False while it loads (or Ray restarts it); raises
         ReplicaUnavailable when it never will be."""
