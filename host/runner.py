@@ -178,6 +178,9 @@ class Runner:
             log.warning("%s: %s", job.name, plan.naming_note)
         info = plan.info or self.info
         chosen = deliverable(plan, rendered)
+        if len(chosen) < len(rendered.waves):
+            dropped = [plan.seeds[plan.todo[k]] for k in range(len(rendered.waves)) if k not in chosen]
+            log.info("%s: kept the %d best of %d candidates; not delivered: seeds %s", job.name, len(chosen), len(rendered.waves), dropped)
         for k, (index, wave) in enumerate(zip(plan.todo, rendered.waves)):
             if k not in chosen:
                 continue  # rendered as a candidate, not among the `keep` best: not delivered
