@@ -29,7 +29,7 @@ from host.intake.audio import MAX_STEM_BYTES, MAX_STEM_SECONDS
 from host.jobs.job import Job
 from host.output.metadata import take_time_reference
 from host.output.sidecar import take_record, write_take
-from host.output.takes import TakeIndex, kept_takes, read_sidecar, take_folder, takes_for_key
+from host.output.takes import TakeIndex, kept_takes, take_folder, takes_for_key
 from host.plan.takes import Limits, TakePlan, plan_takes, render_work
 from host.render.backend import BatchSlot, ModelInfo, Rendered, RenderBackend, environment
 
@@ -238,12 +238,9 @@ def deliverable(plan: TakePlan, rendered: Rendered) -> dict[int, dict]:
 
 
 def best_first(takes) -> list[Path]:
-    """Audio paths of ``takes`` (Take values), the highest recorded CLAP score first; takes without
-    a score keep their order, after the scored ones."""
-    scored = []
-    for position, take in enumerate(takes):
-        score = (read_sidecar(take.sidecar) or {}).get("clap_score")
-        scored.append((-(score if isinstance(score, (int, float)) else float("-inf")), position, take.audio))
+    """Audio paths of ``takes`` (Take values, as the take index knows them), the highest CLAP
+    score first; takes without a score keep their order, after the scored ones."""
+    scored = [(-(t.score if t.score is not None else float("-inf")), position, t.audio) for position, t in enumerate(takes)]
     return [audio for _, _, audio in sorted(scored)]
 
 

@@ -21,7 +21,7 @@ import glob
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
@@ -42,6 +42,7 @@ class Take:
     audio: Path
     sidecar: Path
     number: int = 0  # the take number in the file name (_t01 is 1); 0 if not known
+    score: Optional[float] = None  # its CLAP score when its job was ranked (from the sidecar)
 
     @property
     def complete(self) -> bool:
@@ -128,6 +129,11 @@ def _sidecars(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
 
 
+def _score(record: dict) -> Optional[float]:
+    score = record.get("clap_score")
+    return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+
+
 def _scan(folder: Path) -> dict[str, Found]:
     """Every take claimed in ``folder`` and every take rejected from it: job key -> Found."""
     claimed: dict[str, dict[int, Take]] = {}
@@ -144,7 +150,7 @@ def _scan(folder: Path) -> dict[str, Found]:
                 rejected.setdefault(key, set()).add(index)
             elif "/" not in file and "\\" not in file:
                 number = data.get("take") if isinstance(data.get("take"), int) else 0
-                claimed.setdefault(key, {})[index] = Take(index, folder / file, sidecar, number)
+                claimed.setdefault(key, {})[index] = Take(index, folder / file, sidecar, number, _score(data))
     return {
         key: Found({i: t for i, t in claimed.get(key, {}).items() if i not in rejected.get(key, set())}, frozenset(rejected.get(key, ())))
         for key in set(claimed) | set(rejected)
@@ -180,6 +186,7 @@ class TakeIndex:
 
     def claim(self, folder: Path, base: str, key: str, index: int, ext: str, record: dict, unfinished: Optional[Take] = None) -> Take:
         take = claim_take(folder, base, index, ext, {**record, "job_key": key}, unfinished=unfinished)
+        take = replace(take, score=_score(record))
         self._remember(Path(folder), key, take)
         return take
 
