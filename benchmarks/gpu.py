@@ -95,9 +95,10 @@ def gpu_rows(opts) -> list[tuple[str, str, str]]:
         torch.cuda.reset_peak_memory_stats()
         fp32 = load.pop("fp32", False)
         model = load_model(name, device="cuda", **load)
-        if fp32:
-            for m in model.modules():
-                m.to(torch.float32)
+        if fp32:  # the Model is plain data: cast each of its torch modules
+            for part in vars(model).values():
+                if isinstance(part, torch.nn.Module):
+                    part.to(torch.float32)
             model.dtype = torch.float32
         pipe = FoleyPipeline(model)
         t0 = time.perf_counter()

@@ -41,7 +41,7 @@ from host.output.files import file_sha256, write_json_new
 from host.output.sidecar import write_take
 from host.output.takes import REJECTED, RENDERS
 from host.plan.takes import Limits, job_input, plan_recall, render_work
-from host.render.backend import BatchSlot, RenderWork, environment, library_versions
+from host.render.backend import BatchSlot, environment, library_versions
 
 RECALL_SUFFIX = "_recall"
 

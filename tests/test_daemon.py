@@ -4,7 +4,6 @@ real UDP OSC as a DAW would."""
 from __future__ import annotations
 
 import random
-import shutil
 import struct
 import time
 from pathlib import Path

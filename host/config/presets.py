@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from host import mel
 from host.config.schema import DeliveryOverrides, Effect, resolve_paths, show_value
+from host.config.schema import typed_number as _number
 from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
@@ -187,17 +187,6 @@ def content_hash(raw: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def _number(value: Any, integer: bool = False) -> Any:
-    """TOML is typed: refuse booleans and strings where a number belongs (pydantic would coerce)."""
-    if isinstance(value, bool) or isinstance(value, str):
-        raise ValueError(f"must be {'a whole number' if integer else 'a number'}, got {show_value(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {show_value(value)}")
-    if integer and isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"must be a whole number, got {show_value(value)}")
-    return value
 
 
 def _between(value: float, low: float, high: float, unit: str = "", low_open: bool = False) -> float:

@@ -6,6 +6,7 @@ Validated with pydantic so every rule lives here once; the functions that *use* 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -77,10 +78,19 @@ def _loudness_word(value: Any) -> Any:
     return value
 
 
-def _number(value: Any) -> Any:
-    if isinstance(value, (bool, str)):  # pydantic would read "48000" and true as numbers
-        raise ValueError(f"must be a number, got {show_value(value)}")
+def typed_number(value: Any, integer: bool = False) -> Any:
+    """TOML is typed: refuse booleans and strings where a number belongs (pydantic would read
+    "48000" and true as numbers), infinities, and fractions where a whole number belongs."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"must be {'a whole number' if integer else 'a number'}, got {show_value(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {show_value(value)}")
+    if integer and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"must be a whole number, got {show_value(value)}")
     return value
+
+
+_number = typed_number
 
 
 class Delivery(BaseModel):

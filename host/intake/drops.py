@@ -31,7 +31,6 @@ from host.config.presets import (
     show_value,
 )
 from host.config.project import NAME_MAX, Project, delivery_problem
-from host.config.ucs import cat_id_problem
 from host.errors import InputError
 
 StemKind = Literal["restyle", "inpaint", "superres"]

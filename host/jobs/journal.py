@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 from host.jobs.job import Job
+from host.output.files import fsync_dir
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 OPEN_STATES = (QUEUED, RUNNING)
@@ -558,7 +559,7 @@ def _move_aside(path: Path) -> Path:
         src = Path(str(path) + suffix)
         if src.exists():
             os.rename(src, Path(str(target) + suffix))
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return target
 
 
@@ -581,20 +582,7 @@ def _create(path: Path) -> None:
     finally:
         for suffix in ("", *SIDE_FILES):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _sqlite_reason(err: Exception) -> str:

@@ -247,7 +247,7 @@ def _publish(path: Path, write: Callable[[BinaryIO], Any]) -> None:
         place_new(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def place_new(tmp: Path, path: Path) -> str:
@@ -335,8 +335,8 @@ def _warn_once(folder: Path) -> None:
         log.warning("%s: this filesystem has neither hard links nor a no-replace rename; publishing by checked rename under the project lock", folder)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the new directory entry durable (where the OS allows opening directories)."""
+def fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable (where the OS allows opening directories)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
