@@ -282,3 +282,40 @@ def test_a_preset_that_does_not_load_is_refused_by_name_never_taken_as_a_prompt(
     errors = [args for address, args in replies.sent if address == "/audiohost/error"]
     assert len(errors) == 1 and "preset 'roomy' cannot be used" in errors[0][1] and "gone.wav" in errors[0][1]
     assert journal.entries() == []
+
+
+def test_a_stem_that_changes_while_it_renders_publishes_nothing_stale(tmp_path, tiny_model):
+    """Read, rendered, and then rewritten before its take is written: nothing from the old content
+    is published, and the outcome says why (the daemon queues the job again)."""
+    from host.plan.project import plan_project
+    from host.runner import Runner
+
+    root = tmp_path / "proj"
+    (root / "presets").mkdir(parents=True)
+    (root / "presets" / "quick-restyle.toml").write_text('kind = "restyle"\nprompt = "a radio"\nsteps = 2\nstrength = 0.5\n')
+    (root / "project.toml").write_text('restyle_preset = "quick-restyle"\n')
+    stem = root / "restyle" / "take.wav"
+    write_tone(stem, 1.0, 16000)
+    [job] = plan_project(root).jobs
+    runner = Runner(tiny_model)
+    plan = runner.plan(job)
+    [rendered] = runner.render([(0, plan)])
+    write_tone(stem, 1.5, 16000, freq=500.0)  # the DAW rendered it again meanwhile
+    outcome = runner.finish(plan, rendered)
+    assert outcome.status == "changed" and "changed while it rendered" in outcome.error
+    assert not list((root / "renders").rglob("*.wav")) and not list((root / "renders").rglob("*.json"))
+    # the next plan reads the new content and renders it
+    outcome = runner.run([job])[0]
+    assert outcome.status == "rendered" and len(outcome.files) == 1
+
+
+def test_the_worker_queues_a_changed_job_again(journal):
+    class Changing(StubRunner):
+        def finish(self, plan, rendered, started=None):
+            return Outcome(plan.job, "changed", error="x.wav: changed while it rendered")
+
+    job_id = journal.add(job("a"), PRIORITY_OSC)[0]
+    worker = make_worker(journal, Changing())
+    worker._render(worker.claim())
+    worker._finisher.close(wait=True)
+    assert journal.get(job_id).state == "queued"
