@@ -176,22 +176,12 @@ def remove_partials(root: Path) -> list[Path]:
     return sorted(removed)
 
 
-HASH_CHUNK = 16 << 20
-
-
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read into one reused 16 MiB buffer.
-
-    The read and the hashing of each chunk run without the GIL; the thread takes it back once
-    per chunk, so hashing a large stem on the intake thread barely delays the threads that
-    answer OSC and render (with 1 MiB chunks a 1.5 GB stem took the GIL back 1,500 times, each
-    a chance to make ping wait another switch interval behind the renderer)."""
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
