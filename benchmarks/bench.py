@@ -136,27 +136,35 @@ class Served:
         found = self.peer.collect(lambda m: m[0] == "/audiohost/job/queued" and m[1][-1] in want, len(want), 30, since)
         return {m[1][-1]: int(m[1][0]) for m in found}
 
-    def burst(self, bench: "Bench", label: str, n: int) -> tuple[float, dict[int, tuple[float, float, float]]]:
+    def burst(self, bench: "Bench", label: str, n: int) -> tuple[float, dict[int, tuple[float, float, float]], float]:
         """N bench jobs in one burst; (seconds from the first request to the last /job/done,
-        {job id: (plan, render, finish) seconds as the daemon logged them})."""
+        {job id: (plan, render, finish) seconds as the daemon logged them}, CPU seconds the
+        daemon used meanwhile, all threads)."""
         cfg = bench.cfg
         peer = self.peer
         since = peer.mark()
         tags = [f"{label}-{i}" for i in range(n)]
         s0 = peer.stats()
+        cpu0 = self.cpu()
         t0 = None
         for tag in tags:
             t = self.foley(bench, "bench", tag, cfg.duration)
             t0 = t if t0 is None else t0
         msgs = self.wait_done(tags, timeout=60 + 20 * n * cfg.duration * cfg.steps / 10, since=since, frames=cfg.frames)
         t1 = max(m.t for m in msgs)
+        cpu = self.cpu() - cpu0
         calls = peer.stats()["denoise_calls"] - s0["denoise_calls"]
         if self.batch_size == 1 and calls != n:
             raise BenchError(f"{label}: {calls} denoising calls for {n} jobs at batch size 1")
         if not 1 <= calls <= n:
             raise BenchError(f"{label}: {calls} denoising calls for {n} jobs")
         ids = {int(m[1][0]) for m in msgs}
-        return t1 - t0, self.stage_times(ids)
+        return t1 - t0, self.stage_times(ids), cpu
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system, all threads) the daemon has used so far."""
+        fields = Path(f"/proc/{self.daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stage_times(self, ids: set[int], timeout: float = 5.0) -> dict[int, tuple[float, float, float]]:
         """The stage times the daemon logged for these jobs (the log line follows /job/done)."""
@@ -280,19 +288,22 @@ class Bench:
             self.baseline_batch(1)  # warm
         return self._baseline
 
-    def baseline_batch(self, n: int) -> tuple[float, list[float]]:
-        """N diffusers renders back to back; (wall seconds, seconds of each call). Files checked."""
+    def baseline_batch(self, n: int) -> tuple[float, list[float], float]:
+        """N diffusers renders back to back; (wall seconds, seconds of each call, CPU seconds of
+        this process meanwhile). Files checked."""
         base = self._baseline
         times, paths = [], []
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         for _ in range(n):
             t = time.perf_counter()
             paths.append(base.render(self.seed()))
             times.append(time.perf_counter() - t)
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         for p in paths:
             check_audio(p, base.samples, MODEL_RATE)
-        return wall, times
+        return wall, times, cpu
 
 
 def median_of(values) -> float:

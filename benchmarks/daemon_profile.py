@@ -2,7 +2,7 @@
 while it renders a burst of row 1's jobs.
 
 py-spy (``pip install py-spy``; Linux needs ptrace rights over the daemon, which a parent
-process has) records every thread's Python stack 100 times a second into a Chrome trace. It
+process has) records every thread's Python stack 200 times a second into a Chrome trace. It
 pauses the daemon for each sample (a fraction of a millisecond): without pausing
 (``--nonblocking``) it reads stacks while they change and put tens of milliseconds per job in
 frames that take microseconds (a ``sendto``), so the pausing mode is used. Each thread's
@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import Bench
 from harness import BenchError, Row, log, register
 
-RATE = 100  # samples per second
+RATE = 200  # samples per second
 
 # (thread, category, frames any of which puts an interval in it); first match wins
 RULES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -140,8 +140,8 @@ def daemon_profile(bench: Bench) -> list[Row]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     register(proc)
     time.sleep(cfg.profile_seconds)  # attached before the burst
-    n = cfg.jobs * 2
-    wall, logged = d.burst(bench, "profile", n)
+    n = cfg.jobs * 4
+    wall, logged, _cpu = d.burst(bench, "profile", n)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     try:

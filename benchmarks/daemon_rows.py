@@ -28,23 +28,27 @@ def host_overhead(bench: Bench) -> Row:
     cfg = bench.cfg
     d = bench.daemon("bs1", 1)
     bench.baseline()
-    warm, base, calls, stages = [], [], [], []
+    warm, base, calls, stages, cpu_d, cpu_b = [], [], [], [], [], []
     for rep in range(cfg.reps):
         order = ("daemon", "baseline") if rep % 2 == 0 else ("baseline", "daemon")
         for which in order:
             if which == "daemon":
-                seconds, logged = d.burst(bench, f"r1-{rep}", cfg.jobs)
+                seconds, logged, cpu = d.burst(bench, f"r1-{rep}", cfg.jobs)
                 warm.append(seconds)
                 stages += logged.values()
+                cpu_d.append(cpu)
             else:
-                wall, each = bench.baseline_batch(cfg.jobs)
+                wall, each, cpu = bench.baseline_batch(cfg.jobs)
                 base.append(wall)
                 calls += each
+                cpu_b.append(cpu)
         log(f"row 1 rep {rep + 1}/{cfg.reps}: daemon {warm[-1]:.2f} s, diffusers {base[-1]:.2f} s for {cfg.jobs} jobs")
     ratio = summary([w / b for w, b in zip(warm, base)])
     extra = summary([(w - b) / cfg.jobs * ms for w, b in zip(warm, base)])
+    cpu_ratio = summary([a / b for a, b in zip(cpu_d, cpu_b)])
     detail = (f"{cfg.jobs} jobs: daemon {summary(warm).fmt(2, ' s')}, diffusers {summary(base).fmt(2, ' s')}; "
-              f"extra per job {extra.fmt(0, ' ms')}")
+              f"extra per job {extra.fmt(0, ' ms')}; CPU time (all threads) daemon / diffusers {cpu_ratio.fmt(3)}, "
+              f"{(median_of(cpu_d) - median_of(cpu_b)) / cfg.jobs * ms:.0f} ms more CPU per job")
     if stages:
         plan, render, finish = (median_of(s[k] for s in stages) * ms for k in range(3))
         call = median_of(calls) * ms
@@ -57,6 +61,8 @@ def host_overhead(bench: Bench) -> Row:
         "`/audiohost/stats` must show N more denoising calls. Against it, interleaved (A-B, then B-A): diffusers' own "
         "pipeline (`DiffusionPipeline.from_pretrained` on the same tiny checkpoint folder; `benchmarks/baseline.py`, no host "
         "code) called N times in a loop in the benchmark's warm process, each result written with soundfile and read back. "
+        "CPU time: the daemon's user + system time from /proc/<pid>/stat over the burst against this process's "
+        "`time.process_time()` over the loop, a figure other work on the machine disturbs less than wall time. "
         "The per-stage times are the ones the daemon logs for each job (`job N name: rendered, 1 takes (plan .. s, render .. s, "
         "finish .. s)`)."))
 
@@ -329,8 +335,10 @@ def ping_while_accepting(bench: Bench) -> Row:
     peer = d.peer
     long_id = _start_long_job(bench, d, "r9-long")  # keeps the worker busy: the restyle stays queued, never read whole
     _pings(peer, 20)  # warm
-    lat, rounds, accepted = [], [], []
+    lat, rounds, accepted, control = [], [], [], []
     for rep in range(cfg.reps):
+        # the control: as many pings with the same render running and nothing being accepted
+        control += _pings(peer, rounds[-1] if rounds else 1000)
         # a different prompt each round: a different job, so the stem is checked and hashed again
         tag = f"r9-{rep}"
         since = peer.mark()
@@ -359,10 +367,12 @@ def ping_while_accepting(bench: Bench) -> Row:
     if len(lat) < 50:
         raise BenchError(f"only {len(lat)} pings during acceptance: too few for a p99")
     p50, p99, top = percentile(lat, 50) * ms, percentile(lat, 99) * ms, max(lat) * ms
+    c50, c99, ctop = percentile(control, 50) * ms, percentile(control, 99) * ms, max(control) * ms
     acc = summary(accepted)
     return Row("9", f"Ping latency while a {size / 1e9:.1f} GB stem is accepted (n={len(lat)}), render running",
                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", "p99 < 5 ms", p99 < 5.0, detail=(
-                   f"max {top:.1f} ms; acceptance (request sent -> /job/queued) {acc.fmt(2, ' s')} "
+                   f"max {top:.1f} ms; control, the same render and nothing accepted (n={len(control)}, interleaved): "
+                   f"p50 {c50:.2f} ms, p99 {c99:.2f} ms, max {ctop:.1f} ms; acceptance (request sent -> /job/queued) {acc.fmt(2, ' s')} "
                    f"({size / 1e9 / acc.median:.2f} GB/s), {statistics.median(rounds):.0f} pings per acceptance; "
                    f"the stem: a {seconds / 60:.0f}-minute 48 kHz stereo 16-bit WAV of {size / 1e9:.2f} GB"), how=(
                    f"A daemon of its own (`max_stem_seconds = 36000`, `max_stem_mb = 8192` in its config) with a 999-step job "
@@ -372,7 +382,8 @@ def ping_while_accepting(bench: Bench) -> Row:
                    "`/audiohost/restyle <project> <path> <prompt> 0.5 <tag>` is sent and, until its `/job/queued` arrives (the "
                    "intake thread has probed and hashed the stem and the journal has committed the job), `/audiohost/ping` is "
                    f"sent one at a time and each timed from send to `/pong`. {cfg.reps} rounds, each with a new prompt (a new job, "
-                   "hashed again); each accepted job is cancelled while queued, so the stem is never read whole."))
+                   "hashed again); each accepted job is cancelled while queued, so the stem is never read whole. Before each "
+                   "round, the control: as many pings to the same daemon with the same render running and nothing accepted."))
 
 
 def _large_wav(path: Path, size: int) -> int:
