@@ -35,6 +35,7 @@ class Config:
     quick: bool
     jobs: int  # N: jobs per repetition, rows 1 and 2
     reps: int  # K: repetitions per ratio
+    overhead_reps: int  # row 1's repetitions: its 5 % target is small beside this machine's noise
     threads: int  # torch intra-op threads in every process (0: torch's default)
     duration: float  # seconds: a multiple of 0.08 so host and diffusers use the same latent length
     steps: int
@@ -65,11 +66,11 @@ class Config:
 
 def make_config(quick: bool, jobs: Optional[int], reps: Optional[int], threads: int) -> Config:
     if quick:
-        c = Config(quick=True, jobs=jobs or 2, reps=reps or 1, threads=threads, duration=0.8, steps=5,
+        c = Config(quick=True, jobs=jobs or 2, reps=reps or 1, overhead_reps=reps or 1, threads=threads, duration=0.8, steps=5,
                    pings=100, submits=40, drops=2, small_total=30, small_first=10, sweep=(1, 8), sweep_reps=1,
                    effects_seconds=20.0, thread_probe_reps=1, stem_minutes=1.0, stem_compare_minutes=0.5, accept_gb=0.3)
     else:
-        c = Config(quick=False, jobs=jobs or 4, reps=reps or 3, threads=threads, duration=2.0, steps=20)
+        c = Config(quick=False, jobs=jobs or 4, reps=reps or 3, overhead_reps=max(reps or 3, 7), threads=threads, duration=2.0, steps=20)
     if c.jobs < 1 or c.reps < 1:
         raise SystemExit("--jobs and --reps must be >= 1")
     return c

@@ -29,7 +29,7 @@ def host_overhead(bench: Bench) -> Row:
     d = bench.daemon("bs1", 1)
     bench.baseline()
     warm, base, calls, stages, cpu_d, cpu_b = [], [], [], [], [], []
-    for rep in range(cfg.reps):
+    for rep in range(cfg.overhead_reps):
         order = ("daemon", "baseline") if rep % 2 == 0 else ("baseline", "daemon")
         for which in order:
             if which == "daemon":
@@ -42,7 +42,7 @@ def host_overhead(bench: Bench) -> Row:
                 base.append(wall)
                 calls += each
                 cpu_b.append(cpu)
-        log(f"row 1 rep {rep + 1}/{cfg.reps}: daemon {warm[-1]:.2f} s, diffusers {base[-1]:.2f} s for {cfg.jobs} jobs")
+        log(f"row 1 rep {rep + 1}/{cfg.overhead_reps}: daemon {warm[-1]:.2f} s, diffusers {base[-1]:.2f} s for {cfg.jobs} jobs")
     ratio = summary([w / b for w, b in zip(warm, base)])
     extra = summary([(w - b) / cfg.jobs * ms for w, b in zip(warm, base)])
     cpu_ratio = summary([a / b for a, b in zip(cpu_d, cpu_b)])
@@ -61,6 +61,7 @@ def host_overhead(bench: Bench) -> Row:
         "`/audiohost/stats` must show N more denoising calls. Against it, interleaved (A-B, then B-A): diffusers' own "
         "pipeline (`DiffusionPipeline.from_pretrained` on the same tiny checkpoint folder; `benchmarks/baseline.py`, no host "
         "code) called N times in a loop in the benchmark's warm process, each result written with soundfile and read back. "
+        f"{cfg.overhead_reps} repetitions (more than the other ratios: the target is a few percent, the machine's noise is more). "
         "CPU time: the daemon's user + system time from /proc/<pid>/stat over the burst against this process's "
         "`time.process_time()` over the loop, a figure other work on the machine disturbs less than wall time. "
         "The per-stage times are the ones the daemon logs for each job (`job N name: rendered, 1 takes (plan .. s, render .. s, "
