@@ -90,8 +90,8 @@ def threads(bench: Bench) -> Row:
         return t
 
     try:
-        for condition in ("idle", "one core busy"):
-            burner = popen([sys.executable, "-c", "while True: pass"], dict(os.environ)) if condition != "idle" else None
+        for condition in ("alone", "one core busy"):
+            burner = popen([sys.executable, "-c", "while True: pass"], dict(os.environ)) if condition != "alone" else None
             if burner is not None:
                 time.sleep(0.5)
             try:
@@ -113,16 +113,17 @@ def threads(bench: Bench) -> Row:
     finally:
         torch.set_num_threads(original)
     cells, detail = [], []
-    for cond in ("idle", "one core busy"):
+    for cond in ("alone", "one core busy"):
         ratio = summary([b / a for a, b in zip(out[cond][1], out[cond][default])])
         cells.append(f"{cond}: {ratio.fmt(1, 'x')}")
         detail.append(f"{cond}: 1 thread {summary(out[cond][1]).fmt(3, ' s')}, {default} threads {summary(out[cond][default]).fmt(3, ' s')}")
     return Row("7", f"Context: render time at torch's default {default} threads / 1 thread", "; ".join(cells), detail=(
         f"FoleyPipeline {PROBE_DURATION:g} s, {PROBE_STEPS} steps, in this process, interleaved; " + "; ".join(detail)
-        + "; 'busy' = one spinning process beside it (a stand-in for a DAW)"), how=(
+        + "; 'alone' = nothing of ours beside it (other users' work goes on: see the load averages), 'busy' = one spinning "
+        "process beside it (a stand-in for a DAW)"), how=(
         f"In this process, `host.engine.foley.FoleyPipeline` renders ({PROBE_DURATION:g} s, {PROBE_STEPS} steps) alternating "
         f"`torch.set_num_threads(1)` and the default, {cfg.thread_probe_reps} pairs (at most {PROBE_CAP_S:g} s), first with no "
-        "daemon running, then while a `while True: pass` subprocess keeps one core busy. Why every process here runs 1 thread: "
+        "daemon or other process of ours running, then while a `while True: pass` subprocess keeps one core busy. Why every process here runs 1 thread: "
         "with a core busy, each small op waits for its second thread to get a time slice."))
 
 
