@@ -68,7 +68,7 @@ PROBE_DURATION, PROBE_STEPS, PROBE_CAP_S = 0.8, 5, 20.0
 
 
 def threads(bench: Bench) -> Row:
-    """Row 7: render time at torch's default thread count / 1 thread, idle and with one core busy."""
+    """Row 7: render time at torch's default thread count / 1 thread, alone and with one core busy."""
     import torch
 
     from host.engine.foley import FoleyPipeline, FoleyTake

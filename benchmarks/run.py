@@ -100,9 +100,10 @@ def as_rows(value) -> list[Row]:
 
 
 def effects_delivery(bench: Bench) -> list[Row]:
-    """Row 4 (effects and delivery) is measured by ``benchmarks/delivery.py``'s
-    ``row_effects_delivery()``, the work of the delivery branch: plain-gain and limiter cases,
-    reported separately. Until it is merged, the row says it is not available."""
+    """Row 4: effects and delivery, measured by benchmarks/delivery.py's row_effects_delivery().
+
+    That file is the delivery branch's work: plain-gain and limiter cases, reported separately
+    (4a, 4b). Until it is merged, the row says it is not available."""
     try:
         import delivery
     except ModuleNotFoundError as err:
@@ -156,8 +157,7 @@ def main() -> int:
     o = OPTS or _options()
     if o.list:
         for rid, fn in ROWS:
-            doc = (inspect.getdoc(fn) or fn.__name__).splitlines()[0]
-            print(f"{rid:8s} {doc}")
+            print(f"{rid:8s} {_summary_line(fn)}")
         return 0
     known = [rid for rid, _ in ROWS]
     chosen = [(rid, fn) for rid, fn in ROWS if not o.only or rid in o.only]
@@ -188,7 +188,7 @@ def main() -> int:
         for rid, fn in chosen:
             bench.row = rid
             bench.phase(f"row {rid}")
-            log(f"row {rid}: {(inspect.getdoc(fn) or fn.__name__).splitlines()[0]}")
+            log(f"row {rid}: {_summary_line(fn)}")
             try:
                 got = as_rows(fn(bench))
             except (BenchError, AssertionError) as err:
@@ -196,7 +196,7 @@ def main() -> int:
                 print(f"\nROW {rid} FAILED: {err}", file=sys.stderr)
                 for s in bench.served.values():
                     print(f"--- daemon {s.name} log tail ---\n{s.daemon.tail(3000)}", file=sys.stderr)
-                got = [Row(rid, (inspect.getdoc(fn) or fn.__name__).splitlines()[0], "FAILED", detail=" ".join(str(err).split())[:400])]
+                got = [Row(rid, _summary_line(fn), "FAILED", detail=" ".join(str(err).split())[:400])]
             for r in got:
                 if r.id == "?":
                     r.id = rid
@@ -223,6 +223,14 @@ def main() -> int:
     else:
         print(f"scratch folder kept: {work}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _summary_line(fn) -> str:
+    """The first line of a row function's docstring, without its "Row N:" prefix."""
+    import re
+
+    line = (inspect.getdoc(fn) or fn.__name__).splitlines()[0]
+    return re.sub(r"^Row [0-9a-z]+( \([^)]*\))?: ", "", line)
 
 
 def _interrupted(signum, _frame):
