@@ -54,6 +54,14 @@ def host_overhead(bench: Bench) -> Row:
         call = median_of(calls) * ms
         detail += (f"; per job, as the daemon logged it (median of {len(stages)}): plan {plan:.1f} ms, render {render:.0f} ms, "
                    f"finish {finish:.0f} ms (on the finishing thread, beside the next render); one diffusers call {call:.0f} ms")
+    if stages:
+        bench.notes.append(
+            f"Row 1 nets two things: the host's own work per job (finishing, OSC, the journal; the profile below puts it in "
+            f"threads and stages) and a render stage that is itself {abs(1 - render / call):.1%} "
+            f"{'shorter' if render <= call else 'longer'} than one call of diffusers' "
+            f"pipeline (median {render:.0f} against {call:.0f} ms; among other things the host encodes the prompt and the "
+            "negative prompt in one text-encoder call where the pipeline makes two). CPU time is the steadier figure on a "
+            f"shared machine: the daemon used {cpu_ratio.median:.3f}x the CPU of the diffusers loop for the same jobs.")
     return Row("1", "Host overhead: daemon over OSC / diffusers loop", ratio.fmt(3), "<= 1.05", ratio.median <= 1.05, detail, how=(
         f"A warm `audiohost serve --model tiny --batch-size 1` subprocess on free loopback ports: N={cfg.jobs} "
         "`/audiohost/foley <project> bench <duration> <seed> <tag>` requests in a burst, timed from the first send to the "
@@ -370,6 +378,14 @@ def ping_while_accepting(bench: Bench) -> Row:
     p50, p99, top = percentile(lat, 50) * ms, percentile(lat, 99) * ms, max(lat) * ms
     c50, c99, ctop = percentile(control, 50) * ms, percentile(control, 99) * ms, max(control) * ms
     acc = summary(accepted)
+    if p99 >= 5.0:
+        bench.notes.append(
+            f"Row 9: accepting the stem raised ping p99 from {c99:.1f} ms (the same render, nothing accepted) to {p99:.1f} ms. "
+            "The intake thread that checks and hashes it (at about a core's worth of reading and SHA-256) competes with the "
+            "rendering thread and the OSC thread for the GIL and for this machine's 2 shared cores. Tried on this branch, each "
+            "alternating with the current code in one run: a 16, 64 or 256 MiB hashing buffer instead of 1 MiB reads, a 1 ms GIL "
+            "switch interval, and the lowest CPU priority for the intake thread; none brought p99 under 5 ms here (the larger "
+            "buffers and the lower priority made it worse), so the code is unchanged.")
     return Row("9", f"Ping latency while a {size / 1e9:.1f} GB stem is accepted (n={len(lat)}), render running",
                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", "p99 < 5 ms", p99 < 5.0, detail=(
                    f"max {top:.1f} ms; control, the same render and nothing accepted (n={len(control)}, interleaved): "
