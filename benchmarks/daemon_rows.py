@@ -59,8 +59,9 @@ def host_overhead(bench: Bench) -> Row:
             f"Row 1 nets two things: the host's own work per job (finishing, OSC, the journal; the profile below puts it in "
             f"threads and stages) and a render stage that is itself {abs(1 - render / call):.1%} "
             f"{'shorter' if render <= call else 'longer'} than one call of diffusers' "
-            f"pipeline (median {render:.0f} against {call:.0f} ms; among other things the host encodes the prompt and the "
-            "negative prompt in one text-encoder call where the pipeline makes two). CPU time is the steadier figure on a "
+            f"pipeline (median {render:.0f} against {call:.0f} ms; the host's engine encodes the prompt and the negative prompt "
+            "in one text-encoder call where the pipeline makes two and builds a scheduler per render where the pipeline reuses "
+            "its own, and its render shares the process with the finishing of the job before). CPU time is the steadier figure on a "
             f"shared machine: the daemon used {cpu_ratio.median:.3f}x the CPU of the diffusers loop for the same jobs.")
     return Row("1", "Host overhead: daemon over OSC / diffusers loop", ratio.fmt(3), "<= 1.05", ratio.median <= 1.05, detail, how=(
         f"A warm `audiohost serve --model tiny --batch-size 1` subprocess on free loopback ports: N={cfg.jobs} "
@@ -394,8 +395,9 @@ def ping_while_accepting(bench: Bench) -> Row:
                    f"the stem: a {seconds / 60:.0f}-minute 48 kHz stereo 16-bit WAV of {size / 1e9:.2f} GB"), how=(
                    f"A daemon of its own (`max_stem_seconds = 36000`, `max_stem_mb = 8192` in its config) with a 999-step job "
                    f"rendering, so the worker is busy (as in row 5) and the restyle stays queued. A {cfg.accept_gb:g} GB 16-bit WAV "
-                   "(a 16 MiB block of noise repeated) is written into the project just before, so it sits in the page cache as a "
-                   "stem a DAW has just written would (the costliest case for the CPU: reading is a memory copy); "
+                   "(a 16 MiB block of noise repeated) is written into the project and flushed to disk just before, so it sits in the "
+                   "page cache as a stem a DAW has just written would (the costliest case for the CPU: reading is a memory copy) "
+                   "without its writeback running during the measurement; "
                    "`/audiohost/restyle <project> <path> <prompt> 0.5 <tag>` is sent and, until its `/job/queued` arrives (the "
                    "intake thread has probed and hashed the stem and the journal has committed the job), `/audiohost/ping` is "
                    f"sent one at a time and each timed from send to `/pong`. {cfg.reps} rounds, each with a new prompt (a new job, "
@@ -422,4 +424,6 @@ def _large_wav(path: Path, size: int) -> int:
             n = min(left, len(block))
             f.write(block[:n])
             left -= n
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the measurement (still in the page cache): no writeback in the way
     return 44 + data
