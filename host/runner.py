@@ -46,6 +46,9 @@ class Outcome:
     files: list[Path] = field(default_factory=list)
     error: Optional[str] = None
     seconds: float = 0.0
+    # wall seconds per stage: "plan" (this job), "render" (its batch's model call, shared with
+    # batch-mates), "finish" (this job's chain, delivery, files and sidecars)
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -109,8 +112,15 @@ class Runner:
         works = [render_work(plan, ref, plan.info or self.info) for ref, plan in plans]
         return self.backend.render(works, progress, cancelled)
 
-    def finish(self, plan: TakePlan, rendered: Rendered, started: Optional[float] = None) -> Outcome:
-        """Stage 3: chain, delivery, write and sidecar for every rendered take of one plan."""
+    def finish(self, plan: TakePlan, rendered: Rendered, started: Optional[float] = None, stages: Optional[dict] = None) -> Outcome:
+        """Stage 3: chain, delivery, write and sidecar for every rendered take of one plan.
+        ``stages``: the times of the earlier stages, kept on the outcome with this one's."""
+        t0 = time.monotonic()
+        outcome = self._finish(plan, rendered, started)
+        outcome.stages = {**(stages or {}), "finish": time.monotonic() - t0}
+        return outcome
+
+    def _finish(self, plan: TakePlan, rendered: Rendered, started: Optional[float]) -> Outcome:
         job = plan.job
         started = time.monotonic() if started is None else started
         if rendered.status == "cancelled":
@@ -151,21 +161,26 @@ class Runner:
             for batch in batches(jobs, self.batch_size):
                 started = time.monotonic()
                 plans: list[tuple[int, TakePlan]] = []
+                planned: dict[int, float] = {}
                 for i in batch:
+                    t0 = time.monotonic()
                     try:
                         plan = self.plan(jobs[i], force)
                     except InputError as err:
                         outcomes[i] = Outcome(jobs[i], "failed", error=str(err), seconds=time.monotonic() - started)
                         continue
+                    planned[i] = time.monotonic() - t0
                     if plan.todo:
                         plans.append((i, plan))
                     else:
                         outcomes[i] = Outcome(jobs[i], "cached", self.files(plan), seconds=time.monotonic() - started)
                 if not plans:
                     continue
+                t0 = time.monotonic()
                 rendered = self.render(plans, progress, cancelled)
+                render_s = time.monotonic() - t0
                 for (i, plan), result in zip(plans, rendered):
-                    futures[i] = finisher.submit(self.finish, plan, result, started)
+                    futures[i] = finisher.submit(self.finish, plan, result, started, {"plan": planned[i], "render": render_s})
         for i, future in futures.items():
             outcomes[i] = future.result()
         return [outcomes[i] for i in range(len(jobs))]

@@ -190,6 +190,29 @@ def test_progress_is_written_without_forcing_the_disk(journal):
     assert journal.get(job_id).progress == 0.5
 
 
+def test_claiming_does_not_force_the_disk_and_leaves_acceptance_fully_synced(tmp_path, monkeypatch):
+    """A claim commits without an fsync (it sits on the renderer's path); whatever happens in it,
+    the next acceptance and completion sync fully, and the claim itself is committed."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    first, _ = journal.add(job("a"), PRIORITY_OSC)
+    statements.clear()
+    assert [e.id for e in journal.take_batch(1)] == [first]
+    assert statements.index("PRAGMA synchronous=NORMAL") < statements.index("BEGIN IMMEDIATE") < statements.index("PRAGMA synchronous=FULL")
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    second, _ = journal.add(job("b", duration=2.0), PRIORITY_OSC)
+    monkeypatch.setattr(journal, "_readable", lambda row: (_ for _ in ()).throw(RuntimeError("broken row")))
+    with pytest.raises(RuntimeError):
+        journal.take_batch(1)
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # restored after a failed claim too
+    journal._db.set_trace_callback(None)
+    journal.close()
+    reopened = Journal(tmp_path / "journal.sqlite")
+    assert reopened.get(first).state == "running" and reopened.get(second).state == "queued"  # the claim was committed, the failed one rolled back
+    reopened.close()
+
+
 def test_config_errors_name_the_file_and_the_field(tmp_path):
     bad = tmp_path / "host.toml"
     bad.write_text("osc_port = 99999\n")

@@ -8,6 +8,8 @@ fault can be provoked exactly (no timing); the end-to-end versions over UDP live
 
 from __future__ import annotations
 
+import logging
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -104,8 +106,8 @@ class StubRunner:
                 out.append(Rendered(ref, waves=[None]))
         return out
 
-    def finish(self, plan, rendered, started=None):
-        return Outcome(plan.job, "rendered", [Path(f"/tmp/p/renders/{plan.job.name}.wav")])
+    def finish(self, plan, rendered, started=None, stages=None):
+        return Outcome(plan.job, "rendered", [Path(f"/tmp/p/renders/{plan.job.name}.wav")], stages={**(stages or {}), "finish": 0.0})
 
     def files(self, plan):
         return []
@@ -179,6 +181,18 @@ def test_a_cancel_between_claim_and_render_cancels_and_nothing_renders(tmp_path,
     assert journal.get(a).state == "cancelled" and journal.get(b).state == "done"
     assert runner.rendered == [b]  # the batch-mate rendered, the cancelled job did not
     assert replies.addresses().count("/audiohost/job/cancelled") == 1
+
+
+def test_each_finished_job_logs_where_its_time_went(journal, caplog):
+    """The worker times planning and rendering for each job and logs them, with the finishing
+    time, on the line that says the job is done."""
+    worker = make_worker(journal, StubRunner())
+    a = journal.add(job("a"), PRIORITY_OSC)[0]
+    with caplog.at_level(logging.INFO, logger="host.daemon.worker"):
+        worker._render(worker.claim())
+        worker._finisher.close(wait=True)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"job {a} a: rendered")]
+    assert re.search(r", 1 takes \(plan \d+\.\d{3} s, render \d+\.\d{3} s, finish \d+\.\d{3} s\)$", line), line
 
 
 def test_a_cancel_for_a_job_being_written_says_it_is_too_late(tmp_path, journal):

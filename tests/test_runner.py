@@ -326,6 +326,10 @@ def test_restyle_output_is_exactly_as_long_as_the_stem(tmp_path, runner, rate_in
     record = sidecar(take)
     assert record["strength"] == 0.7
     assert record["input"]["path"] == str(stem.resolve())
+    # where its time went, stage by stage (the daemon logs these with each finished job)
+    assert set(outcome.stages) == {"plan", "render", "finish"}
+    assert all(seconds > 0 for seconds in outcome.stages.values()), outcome.stages
+    assert sum(outcome.stages.values()) <= outcome.seconds + 0.01
 
 
 # --------------------------------------------------------------------------- inpaint
