@@ -110,6 +110,8 @@ class Runner:
     def render(self, plans: Sequence[tuple[Hashable, TakePlan]], progress=None, cancelled=None) -> list[Rendered]:
         """Stage 2: the model renders every plan's missing takes (batched where it can)."""
         works = [render_work(plan, ref, plan.info or self.info) for ref, plan in plans]
+        for _, plan in plans:
+            plan.let_go_of_stem()
         return self.backend.render(works, progress, cancelled)
 
     def finish(self, plan: TakePlan, rendered: Rendered, started: Optional[float] = None, stages: Optional[dict] = None) -> Outcome:

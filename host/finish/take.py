@@ -80,7 +80,8 @@ def finish_take(plan: TakePlan, wave: np.ndarray, model_rate: int, board: pedalb
         return done
     length = None
     if job.kind == "restyle":
-        length = int(round(plan.stem.audio.shape[1] * job.delivery.sample_rate / plan.stem.rate))
+        frames, rate = plan.stem_length
+        length = int(round(frames * job.delivery.sample_rate / rate))
     done = deliver(wave, model_rate, job.delivery, board, length)
     if job.kind == "restyle":
         done.extra["strength"] = job.preset.strength

@@ -79,7 +79,22 @@ class TakePlan:
     cutoff: Optional[float] = None  # superres: where the stem's own band ends (Hz) ...
     cutoff_found: bool = False  # ... found from its spectrum (True) or given (False)
     info: Optional[ModelInfo] = None  # the model the job renders on (a preset may name its own)
+    _stem_length: tuple[int, int] = (0, 1)  # (frames, rate) once the stem is let go of (restyle)
     keep: Optional[int] = None  # deliver only this many of the takes rendered now: the best by CLAP score
+
+    @property
+    def stem_length(self) -> tuple[int, int]:
+        """(frames, rate) of the stem (its region); known after the stem itself is let go."""
+        if self.stem is not None:
+            return self.stem.audio.shape[1], self.stem.rate
+        return self._stem_length
+
+    def let_go_of_stem(self) -> None:
+        """After the model has its copy: a restyle is finished from the rendered take alone (only
+        the stem's length is needed), so its samples need not stay in memory while it renders."""
+        if self.stem is not None and self.job.kind == "restyle":
+            self._stem_length = self.stem_length
+            self.stem = None
 
     @property
     def input_sha256(self) -> Optional[str]:
