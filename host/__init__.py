@@ -1,3 +1,3 @@
 """audiohost: a render host beside the DAW, on AudioLDM."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
