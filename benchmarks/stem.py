@@ -89,7 +89,7 @@ def describe(r: dict, minutes: float, short_minutes: float, notes: list) -> Row:
     per_min = (peak_long - peak_short) / (minutes - short_minutes)
     growth = long["finish_growth"]
     bounded = growth is not None and growth < take_4x
-    order = ("read", "hash", "mix-down to 16 kHz", "model", "resample to 48 kHz", "chain", "loudness and true peak", "write (sidecar, audio)")
+    order = ("read and hash (one read)", "mix-down to 16 kHz", "model", "resample to 48 kHz", "chain", "loudness and true peak", "write (sidecar, audio)")
     fine_txt = ", ".join(f"{k} {fine[k]:.1f} s" for k in order if k in fine)
     where = ", ".join(f"{k} {v * mb:.0f} MB" for k, v in long["peak_by_stage"].items())
     detail = (f"wall {long['wall']:.1f} s = {audio_s / long['wall']:.1f}x real time; stages (Outcome.stages): plan {st['plan']:.1f} s, "
@@ -168,8 +168,7 @@ def child(project: str, name: str) -> dict:
         raise SystemExit(f"warm-up: {outcome.status} {outcome.error}")
     warm.unlink()
 
-    timed(plan_mod, "read_stem", "read")
-    timed(plan_mod, "file_sha256", "hash")
+    timed(plan_mod, "read_stem_confined", "read and hash (one read)")
     timed(mel_mod, "to_model_rate", "mix-down to 16 kHz")
     timed(LocalBackend, "render", "model")
     timed(take_mod, "resample", "resample to 48 kHz")
