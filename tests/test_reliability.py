@@ -325,7 +325,7 @@ def test_a_stem_that_changes_while_it_renders_publishes_nothing_stale(tmp_path, 
 
 def test_the_worker_queues_a_changed_job_again(journal):
     class Changing(StubRunner):
-        def finish(self, plan, rendered, started=None):
+        def finish(self, plan, rendered, started=None, stages=None):
             return Outcome(plan.job, "changed", error="x.wav: changed while it rendered")
 
     job_id = journal.add(job("a"), PRIORITY_OSC)[0]

@@ -63,9 +63,9 @@ class SlotRunner(StubRunner):
 
         return self.backend.render([SimpleNamespace(ref=ref, seeds=(1,)) for ref, _ in plans], progress, cancelled)
 
-    def finish(self, plan, rendered, started=None):
+    def finish(self, plan, rendered, started=None, stages=None):
         self.finished.append(plan.job.name)
-        return super().finish(plan, rendered, started)
+        return super().finish(plan, rendered, started, stages)
 
 
 def run_until(worker: Worker, predicate, timeout: float = 20.0):
